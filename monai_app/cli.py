@@ -1,0 +1,200 @@
+"""``monai-app``: thin console commands over the bundles and ``monai_app`` functions.
+
+Every command maps its flags onto a bundle's override keys; any further ``--key value`` pair passes through as a
+config override (values are parsed as JSON when they can be, so ``--roi_size "[96,96,96]"`` works).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from monai_app.errors import UserInputError
+
+logger = logging.getLogger("monai_app")
+
+EXAMPLES = """examples:
+  monai-app list
+  monai-app synth brats --out data/synth_brats --cases 24
+  monai-app train brats_unet3d --dataset-dir data/Task01_BrainTumour --output-dir runs/brats --max-epochs 300
+  monai-app evaluate brats_unet3d --dataset-dir data/Task01_BrainTumour --output-dir runs/brats
+  monai-app infer brats_unet3d --input data/Task01_BrainTumour/imagesTs --output-dir preds \\
+      --ckpt runs/brats/models/model.pt
+  monai-app score --pred preds --ref data/Task01_BrainTumour/labelsTr --format msd --out scores
+"""
+
+
+def _value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_overrides(extra: list[str]) -> dict[str, Any]:
+    """``["--max_epochs", "5", "--roi-size", "[96,96,96]"]`` -> ``{"max_epochs": 5, "roi_size": [96, 96, 96]}``."""
+    overrides, i = {}, 0
+    while i < len(extra):
+        arg = extra[i]
+        if not arg.startswith("--") or len(arg) < 3:
+            raise UserInputError(f"unexpected argument {arg!r}: overrides are given as --key value")
+        key, _, value = arg[2:].partition("=")
+        if not value:
+            if i + 1 >= len(extra) or extra[i + 1].startswith("--"):
+                raise UserInputError(f"override --{key} needs a value")
+            value, i = extra[i + 1], i + 1
+        overrides[key.replace("-", "_")] = _value(value)
+        i += 1
+    return overrides
+
+
+def _run(args: argparse.Namespace, extra: list[str], run_id: str, flags: dict[str, str]) -> int:
+    from monai_app.workflow import run_bundle
+
+    overrides = {key: getattr(args, attr) for attr, key in flags.items() if getattr(args, attr, None) is not None}
+    overrides.update(parse_overrides(extra))
+    run_bundle(args.bundle, run_id, overrides)
+    out = Path(overrides.get("output_dir", "runs/" + Path(args.bundle).name)).resolve()
+    if run_id == "training":
+        print(f"\nrun folder: {out}\n  checkpoints: {out / 'models'}\n  TensorBoard: tensorboard --logdir {out / 'tb'}")
+    elif run_id == "evaluating":
+        print(f"\nper-case metrics: {out / 'eval' / 'per_case.csv'}\nsummary: {out / 'eval' / 'summary.json'}")
+    else:
+        print(f"\npredictions: {out}")
+    return 0
+
+
+def cmd_train(args, extra):
+    return _run(args, extra, "training", TRAIN_FLAGS)
+
+
+def cmd_evaluate(args, extra):
+    return _run(args, extra, "evaluating", {**TRAIN_FLAGS, "ckpt": "ckpt_path"})
+
+
+def cmd_infer(args, extra):
+    return _run(args, extra, "inference", INFER_FLAGS)
+
+
+def cmd_synth(args, extra):
+    from monai_app.datasets.brats_synth import write_brats
+
+    if args.dataset not in ("brats", "brats_unet3d"):
+        raise UserInputError(f"no synthetic writer for {args.dataset!r} yet; available: brats")
+    ids = write_brats(args.out, cases=args.cases, dataset_format=args.format, seed=args.seed,
+                      shape=tuple(args.shape), test_cases=args.test_cases, progress=True)
+    print(f"wrote {len(ids)} synthetic {args.format} cases to {Path(args.out).resolve()}")
+    return 0
+
+
+def cmd_score(args, extra):
+    from monai_app.metrics import score_folders
+    from monai_app.workflow import log_summary
+
+    score_folders(args.pred, args.ref, args.format, args.out)
+    log_summary(args.out)
+    print(f"\nper-case metrics: {Path(args.out).resolve() / 'per_case.csv'}")
+    return 0
+
+
+def cmd_list(args, extra):
+    from monai_app.workflow import bundles_dir
+
+    for meta_path in sorted(bundles_dir().glob("*/configs/metadata.json")):
+        meta = json.loads(meta_path.read_text())
+        inputs = meta["network_data_format"]["inputs"]["image"]
+        outputs = meta["network_data_format"]["outputs"]["pred"]
+        print(f"{meta_path.parents[1].name}  (v{meta['version']})\n  task:   {meta['task']}\n"
+              f"  input:  {inputs['num_channels']} channels: {', '.join(inputs.get('channel_def', {}).values())}\n"
+              f"  output: {outputs['num_channels']} channels: {', '.join(outputs.get('channel_def', {}).values())}\n"
+              f"  data:   {meta.get('data_source', '')}\n")
+    return 0
+
+
+TRAIN_FLAGS = {"dataset_dir": "dataset_dir", "output_dir": "output_dir", "max_epochs": "max_epochs",
+               "device": "device", "seed": "seed", "dataset_format": "dataset_format"}
+INFER_FLAGS = {"input": "input", "output_dir": "output_dir", "ckpt": "ckpt_path", "device": "device",
+               "dataset_format": "dataset_format"}
+
+
+def _bundle_command(sub, name: str, func, help_: str, flags: list[tuple[str, type, str]]) -> None:
+    p = sub.add_parser(name, help=help_, description=help_ + ". Extra --key value pairs override config keys.",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("bundle", help="bundle name (see `monai-app list`) or path to a bundle folder")
+    for flag, type_, text in flags:
+        p.add_argument(flag, type=type_, help=text)
+    p.set_defaults(func=func)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="monai-app", description="Train, evaluate and run MONAI segmentation "
+                                     "bundles on datasets as downloaded.", epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="the bundles, their task, inputs and outputs").set_defaults(func=cmd_list)
+    common = [("--dataset-dir", str, "the dataset folder as downloaded"), ("--output-dir", str, "the run folder"),
+              ("--device", str, "cpu, cuda or cuda:N (default: cuda when available)"),
+              ("--dataset-format", str, "auto (default), msd, brats2021 or brats2023")]
+    _bundle_command(sub, "train", cmd_train, "Train a bundle", common + [
+        ("--max-epochs", int, "number of epochs"), ("--seed", int, "random seed (split and training)")])
+    _bundle_command(sub, "evaluate", cmd_evaluate, "Score a trained model on the held-out split",
+                    common + [("--ckpt", str, "checkpoint (default: <output-dir>/models/model.pt)")])
+    _bundle_command(sub, "infer", cmd_infer, "Segment a file or a folder of cases", [
+        ("--input", str, "an image file, a folder of them, or BraTS case folders"),
+        ("--output-dir", str, "where <case_id>.nii.gz label maps are written"), ("--ckpt", str, "checkpoint"),
+        ("--device", str, "cpu, cuda or cuda:N"), ("--dataset-format", str, "label convention to write")])
+    synth = sub.add_parser("synth", help="write a synthetic dataset in a real on-disk layout")
+    synth.add_argument("dataset", help="brats")
+    synth.add_argument("--out", required=True, help="folder to write")
+    synth.add_argument("--cases", type=int, default=8, help="labelled cases (default 8)")
+    synth.add_argument("--test-cases", type=int, default=2, help="unlabelled cases (default 2)")
+    synth.add_argument("--format", default="msd", help="msd (default), brats2021 or brats2023")
+    synth.add_argument("--shape", type=int, nargs=3, default=[96, 96, 64], help="approximate volume size")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.set_defaults(func=cmd_synth)
+    score = sub.add_parser("score", help="score a folder of label maps against references (BraTS Dice, HD95)")
+    score.add_argument("--pred", required=True, help="folder of predicted label maps <case_id>.nii[.gz]")
+    score.add_argument("--ref", required=True, help="folder of reference label maps")
+    score.add_argument("--format", required=True, help="label convention: msd, brats2021 or brats2023")
+    score.add_argument("--out", required=True, help="folder for per_case.csv and summary.json")
+    score.set_defaults(func=cmd_score)
+    return parser
+
+
+def user_error(exc: BaseException) -> UserInputError | None:
+    """The :class:`UserInputError` behind ``exc`` (MONAI wraps errors raised inside configs), if any."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, UserInputError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command in ("list", "synth", "score"):
+        parser.error(f"unrecognised arguments: {' '.join(extra)}")
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        return args.func(args, extra)
+    except KeyboardInterrupt:
+        print("monai-app: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        problem = user_error(exc)
+        if problem is None or args.debug:
+            raise
+        print(f"monai-app: error: {problem}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,289 @@
+"""BraTS brain-tumour MRI on disk: the MSD Task01 layout and the BraTS 2018-2021 and 2023 challenge layouts.
+
+Every layout is brought to one channel order, :data:`CHANNELS` (FLAIR, T1, T1 with contrast, T2: the MSD order),
+and one set of regions, :data:`REGIONS` (whole tumour, tumour core, enhancing tumour). The three layouts label
+the same tissues with different numbers; :class:`BratsFormat` holds each convention.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from monai_app.errors import DatasetError
+
+logger = logging.getLogger(__name__)
+
+CHANNELS = ("flair", "t1", "t1ce", "t2")
+REGIONS = ("wt", "tc", "et")
+NIFTI_RE = re.compile(r"\.nii(\.gz)?$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class BratsFormat:
+    """One layout's label numbers and modality file suffixes.
+
+    Attributes:
+        name: ``msd``, ``brats2021`` or ``brats2023``.
+        edema: label of peritumoral edema.
+        necrosis: label of the necrotic / non-enhancing tumour core.
+        enhancing: label of the enhancing tumour.
+        suffixes: file-name suffix of each channel of :data:`CHANNELS`, then of the segmentation (per-modality
+            layouts only).
+    """
+
+    name: str
+    edema: int
+    necrosis: int
+    enhancing: int
+    suffixes: tuple[str, ...] = ()
+
+    @property
+    def labels(self) -> tuple[int, ...]:
+        """The label values a reference segmentation may hold."""
+        return tuple(sorted((0, self.edema, self.necrosis, self.enhancing)))
+
+    @property
+    def regions(self) -> list[list[int]]:
+        """Label sets of WT, TC and ET, in :data:`REGIONS` order."""
+        return [sorted([self.edema, self.necrosis, self.enhancing]), sorted([self.necrosis, self.enhancing]),
+                [self.enhancing]]
+
+
+FORMATS = {
+    # MSD dataset.json: 1 edema, 2 non-enhancing tumour, 3 enhancing tumour (MONAI's BraTS converter is wrong here).
+    "msd": BratsFormat("msd", edema=1, necrosis=2, enhancing=3),
+    # BraTS 2018-2021: 1 NCR/NET, 2 edema, 4 enhancing (no 3).
+    "brats2021": BratsFormat("brats2021", edema=2, necrosis=1, enhancing=4,
+                             suffixes=("_flair", "_t1", "_t1ce", "_t2", "_seg")),
+    # BraTS 2023 glioma: 1 NCR, 2 edema, 3 enhancing; t2f = FLAIR, t1n = T1, t1c = T1 with contrast, t2w = T2.
+    "brats2023": BratsFormat("brats2023", edema=2, necrosis=1, enhancing=3,
+                             suffixes=("-t2f", "-t1n", "-t1c", "-t2w", "-seg")),
+}
+
+
+def get_format(name: str) -> BratsFormat:
+    """Return the :class:`BratsFormat` called ``name``; a clear error for an unknown name."""
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise DatasetError(f"unknown BraTS dataset_format {name!r}; choose one of {sorted(FORMATS)} or 'auto'") from None
+
+
+def _visible(path: Path) -> bool:
+    """False for macOS '._*' companions and other hidden or '_'-prefixed files shipped in some archives."""
+    return not path.name.startswith((".", "_"))
+
+
+def _stem(path: Path) -> str:
+    return NIFTI_RE.sub("", path.name)
+
+
+def detect_format(dataset_dir: str | os.PathLike) -> str:
+    """Name the layout of ``dataset_dir``: a ``dataset.json`` means MSD, else the per-modality file names decide."""
+    root = Path(dataset_dir)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: dataset_dir does not exist or is not a folder")
+    if (root / "dataset.json").is_file():
+        return "msd"
+    for name in ("brats2023", "brats2021"):
+        flair = FORMATS[name].suffixes[0]
+        if any(_visible(p) for p in root.rglob(f"*{flair}.nii*")):
+            return name
+    raise DatasetError(
+        f"{root}: not a BraTS dataset: no dataset.json (MSD Task01) and no '*_flair.nii[.gz]' (BraTS 2018-2021) or "
+        "'*-t2f.nii[.gz]' (BraTS 2023) files below it"
+    )
+
+
+def _msd_cases(root: Path, part: str) -> list[dict]:
+    meta_path = root / "dataset.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as e:
+        raise DatasetError(f"{meta_path}: not valid JSON ({e})") from None
+    key = "training" if part == "train" else "test"
+    if not isinstance(meta, dict) or key not in meta:
+        raise DatasetError(f"{meta_path}: no '{key}' list (is this the MSD Task01_BrainTumour dataset.json?)")
+    cases = []
+    for entry in meta[key]:
+        image = entry["image"] if isinstance(entry, dict) else entry
+        item = {"case_id": _stem(Path(image)), "image": str(root / image)}
+        if isinstance(entry, dict) and "label" in entry:
+            item["label"] = str(root / entry["label"])
+        cases.append(item)
+    return cases
+
+
+def _modality_file(folder: Path, case: str, suffix: str) -> Path | None:
+    """The file of one modality: ``<case><suffix>.nii[.gz]``, else any visible file ending in ``<suffix>``."""
+    for ext in (".nii.gz", ".nii"):
+        if (folder / f"{case}{suffix}{ext}").is_file():
+            return folder / f"{case}{suffix}{ext}"
+    found = sorted(p for p in folder.iterdir() if _visible(p) and re.search(re.escape(suffix) + r"\.nii(\.gz)?$",
+                                                                             p.name, re.IGNORECASE))
+    return found[0] if found else None
+
+
+def _per_modality_case(folder: Path, fmt: BratsFormat) -> dict:
+    """One case folder of a per-modality layout as ``{case_id, image: [4 paths], label?}``."""
+    case = folder.name
+    images = [_modality_file(folder, case, s) for s in fmt.suffixes[:4]]
+    missing = [c for c, p in zip(CHANNELS, images) if p is None]
+    if missing:
+        raise DatasetError(f"{folder}: case {case} has no {', '.join(missing)} file ({fmt.name} layout)")
+    item = {"case_id": case, "image": [str(p) for p in images]}
+    seg = _modality_file(folder, case, fmt.suffixes[4])
+    if seg is None:  # one BraTS 2020 case ships a misnamed segmentation; accept any remaining '*seg*' NIfTI
+        taken = set(images)
+        seg = next((p for p in sorted(folder.iterdir()) if p not in taken and _visible(p) and NIFTI_RE.search(p.name)
+                    and "seg" in p.name.lower()), None)
+    if seg is not None:
+        item["label"] = str(seg)
+    return item
+
+
+def find_cases(dataset_dir: str | os.PathLike, dataset_format: str = "auto", part: str = "train") -> list[dict]:
+    """List the cases of a BraTS dataset folder as MONAI datalist items, sorted by case id.
+
+    Args:
+        dataset_dir: the dataset as downloaded (``Task01_BrainTumour/``, ``MICCAI_BraTS2020_TrainingData/``, ...).
+        dataset_format: ``msd``, ``brats2021``, ``brats2023`` or ``auto`` (detect).
+        part: ``train`` (labelled cases) or ``test`` (MSD ``imagesTs``; for per-modality layouts, the cases
+            without a segmentation).
+
+    Returns:
+        Items ``{"case_id": str, "image": path or [flair, t1, t1ce, t2 paths], "label": path}`` (no label for test).
+
+    Raises:
+        DatasetError: the folder is missing, of no known layout, or a listed file does not exist.
+    """
+    root = Path(dataset_dir)
+    fmt = get_format(detect_format(root) if dataset_format == "auto" else dataset_format)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: dataset_dir does not exist or is not a folder")
+    if fmt.name == "msd":
+        cases = _msd_cases(root, part)
+    else:
+        flair = fmt.suffixes[0]
+        folders = sorted({p.parent for p in root.rglob(f"*{flair}.nii*") if _visible(p)})
+        cases = [_per_modality_case(f, fmt) for f in folders]
+        cases = [c for c in cases if ("label" in c) == (part == "train")]
+    missing = [p for c in cases for p in ([*c["image"]] if isinstance(c["image"], list) else [c["image"]])
+               + ([c["label"]] if "label" in c else []) if not Path(p).is_file()]
+    if missing:
+        raise DatasetError(f"{root}: {len(missing)} listed file(s) do not exist, e.g. {missing[0]}")
+    ids = [c["case_id"] for c in cases]
+    if len(set(ids)) != len(ids):
+        raise DatasetError(f"{root}: case ids are not unique ({len(ids) - len(set(ids))} duplicates)")
+    if part == "train" and not cases:
+        raise DatasetError(f"{root}: no labelled cases found ({fmt.name} layout)")
+    logger.info("%s: %d %s cases (%s layout)", root, len(cases), part, fmt.name)
+    return sorted(cases, key=lambda c: c["case_id"])
+
+
+def resolve_format(dataset_dir: str | os.PathLike, dataset_format: str = "auto") -> str:
+    """``dataset_format`` itself, or the detected layout when it is ``auto``."""
+    return detect_format(dataset_dir) if dataset_format == "auto" else get_format(dataset_format).name
+
+
+def make_datalists(
+    dataset_dir: str | os.PathLike, output_dir: str | os.PathLike, dataset_format: str = "auto", seed: int = 0,
+    val_fraction: float = 0.1, test_fraction: float = 0.1,
+) -> dict[str, list[dict]]:
+    """Datalists ``{"train", "validation", "test"}`` of the labelled cases, split with ``seed`` and saved in
+    ``output_dir/split.json`` (reused when it exists, so evaluation scores what training held out)."""
+    from monai_app.datasets.splits import load_or_make_split
+
+    cases = find_cases(dataset_dir, dataset_format, "train")
+    split = load_or_make_split([c["case_id"] for c in cases], output_dir, seed, val_fraction, test_fraction)
+    by_id = {c["case_id"]: c for c in cases}
+    return {part: [by_id[i] for i in ids] for part, ids in split.items()}
+
+
+IMAGE_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def image_stem(path: Path) -> str | None:
+    """Case id of an image file (its name without the image extension), or None if it is no image file."""
+    name = path.name
+    ext = next((e for e in IMAGE_EXTENSIONS if name.lower().endswith(e)), None)
+    return name[: -len(ext)] if ext and _visible(path) else None
+
+
+def _folder_format(folder: Path) -> BratsFormat | None:
+    """The per-modality format whose FLAIR file lies directly in ``folder``, if any."""
+    for fmt in (FORMATS["brats2023"], FORMATS["brats2021"]):
+        if any(_visible(p) for p in folder.glob(f"*{fmt.suffixes[0]}.nii*")):
+            return fmt
+    return None
+
+
+def _input_cases(path: Path) -> list[dict]:
+    if path.is_file():
+        stem = image_stem(path)
+        if stem is None:
+            raise DatasetError(f"{path}: not an image file (expected one of {', '.join(IMAGE_EXTENSIONS)})")
+        return [{"case_id": stem, "image": str(path)}]
+    if (path / "dataset.json").is_file():
+        return _msd_cases(path, "test")
+    fmt = _folder_format(path)
+    if fmt is not None:  # one case folder of per-modality files
+        return [_per_modality_case(path, fmt)]
+    cases = []
+    for child in sorted(p for p in path.iterdir() if _visible(p)):
+        if child.is_dir() and (fmt := _folder_format(child)) is not None:
+            cases.append(_per_modality_case(child, fmt))
+        elif child.is_file() and image_stem(child) is not None:
+            cases.append({"case_id": image_stem(child), "image": str(child)})
+    return cases
+
+
+def find_inputs(input_path: str | os.PathLike, output_dir: str | os.PathLike | None = None,
+                skip_existing: bool = False, extension: str = ".nii.gz") -> list[dict]:
+    """Cases to segment from ``input_path``: one image file (a 4-D NIfTI, or any ITK format such as ``.nrrd``,
+    ``.mha``), a folder of such files, a case folder of per-modality files, a folder of case folders, or an MSD
+    dataset root (its ``imagesTs``).
+
+    Args:
+        input_path: the file or folder.
+        output_dir: where predictions go; with ``skip_existing``, cases whose output exists are left out.
+        skip_existing: resume an interrupted run instead of redoing finished cases.
+        extension: the output file extension checked by ``skip_existing``.
+
+    Raises:
+        DatasetError: the path does not exist or holds no image.
+    """
+    path = Path(input_path)
+    if not path.exists():
+        raise DatasetError(f"{path}: input does not exist")
+    cases = _input_cases(path)
+    for case in cases:
+        for f in case["image"] if isinstance(case["image"], list) else [case["image"]]:
+            if not Path(f).is_file():
+                raise DatasetError(f"{f}: listed input file does not exist")
+    if not cases:
+        raise DatasetError(f"{path}: no input images found (NIfTI, NRRD or MetaImage files, or BraTS case folders)")
+    if skip_existing and output_dir is not None:
+        todo = [c for c in cases if not (Path(output_dir) / f"{c['case_id']}{extension}").is_file()]
+        logger.info("skipping %d case(s) already in %s", len(cases) - len(todo), output_dir)
+        cases = todo
+    logger.info("%s: %d case(s) to segment", path, len(cases))
+    return cases
+
+
+def input_format(input_path: str | os.PathLike, dataset_format: str = "auto") -> str:
+    """The label convention to write predictions in: ``dataset_format`` itself, or with ``auto`` the per-modality
+    layout found in the input (BraTS 2018-2021 or 2023 file names), else MSD."""
+    if dataset_format != "auto":
+        return get_format(dataset_format).name
+    path = Path(input_path)
+    if path.is_dir():
+        for name in ("brats2023", "brats2021"):
+            if any(_visible(p) for p in path.rglob(f"*{FORMATS[name].suffixes[0]}.nii*")):
+                return name
+    return "msd"

@@ -1,0 +1,175 @@
+"""Ignite handlers MONAI lacks, each attached with ``attach(engine)`` like MONAI's own.
+
+- :class:`MetricColumns`: per-case, per-channel metric details -> named columns (``dice_wt`` ...): their means become
+  engine metrics (so TensorBoard and the stats logger show them), and evaluation writes ``per_case.csv``.
+- :class:`SegmentationPanels`: a picture per validation: image | reference | prediction, in TensorBoard.
+- :class:`ProgressDisplay`: Ignite's tqdm progress bar with the running loss, hidden when output is not a terminal.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+
+logger = logging.getLogger(__name__)
+
+
+def _items(batch) -> list:
+    """A (decollated) batch as a list of per-case dicts."""
+    return list(batch) if isinstance(batch, (list, tuple)) else [batch]
+
+
+class MetricColumns:
+    """Split metrics computed with ``save_details=True`` into one column per channel.
+
+    Args:
+        metrics: engine metric name -> column prefix, e.g. ``{"val_dice": "dice", "val_hd95": "hd95"}``.
+        channel_names: names of the channels, e.g. ``["wt", "tc", "et"]``; columns are ``<prefix>_<channel>``.
+        output_dir: when given, ``per_case.csv`` and ``summary.json`` are written there at the end of each epoch.
+        case_key: the item of each data dict that names its case.
+    """
+
+    def __init__(self, metrics: Mapping[str, str], channel_names: Sequence[str], output_dir: str | None = None,
+                 case_key: str = "case_id") -> None:
+        self.metrics = dict(metrics)
+        self.channel_names = list(channel_names)
+        self.output_dir = output_dir
+        self.case_key = case_key
+        self.case_ids: list[str] = []
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_STARTED, lambda e: self.case_ids.clear())
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect_ids)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def _collect_ids(self, engine: Engine) -> None:
+        for item in _items(engine.state.batch):
+            case = item.get(self.case_key, f"case_{len(self.case_ids):04d}") if isinstance(item, dict) else None
+            self.case_ids.append(str(case))
+
+    @property
+    def columns(self) -> list[str]:
+        return [f"{prefix}_{ch}" for prefix in self.metrics.values() for ch in self.channel_names]
+
+    def rows(self, engine: Engine) -> list[dict]:
+        """One dict per case: ``case_id`` then every column."""
+        rows = [{"case_id": c} for c in self.case_ids]
+        for name, prefix in self.metrics.items():
+            details = engine.state.metric_details.get(name)
+            if details is None:
+                raise RuntimeError(f"metric {name!r} has no per-case details: create it with save_details=True")
+            details = torch.as_tensor(details).reshape(len(rows), -1).cpu().numpy()
+            for row, values in zip(rows, details):
+                row.update({f"{prefix}_{ch}": float(v) for ch, v in zip(self.channel_names, values)})
+        return rows
+
+    def __call__(self, engine: Engine) -> None:
+        rows = self.rows(engine)
+        for col in self.columns:
+            values = np.array([r[col] for r in rows], dtype=float)
+            engine.state.metrics[col] = float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
+        if self.output_dir is not None:
+            from monai_app.tables import write_metric_tables
+
+            write_metric_tables(rows, self.output_dir, self.columns)
+            logger.info("per-case metrics of %d cases written to %s/per_case.csv", len(rows), self.output_dir)
+
+
+# Colours of the BraTS sub-regions as most viewers show them: edema green, necrotic core red, enhancing yellow.
+REGION_COLOURS = np.array([[0, 200, 0], [220, 40, 40], [255, 230, 0]], dtype=np.float32)
+
+
+def _gray(slice_: np.ndarray) -> np.ndarray:
+    lo, hi = np.percentile(slice_, [0.5, 99.5]) if slice_.size else (0.0, 1.0)
+    g = np.clip((slice_ - lo) / max(hi - lo, 1e-6), 0, 1) * 255
+    return np.repeat(g[..., None], 3, axis=-1)
+
+
+def overlay_regions(gray_rgb: np.ndarray, regions: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Paint nested region masks (WT, TC, ET; H, W) over an RGB slice: edema, core and enhancing in their colours."""
+    out = gray_rgb.copy()
+    wt, tc, et = (regions[i] > 0.5 for i in range(3))
+    for mask, colour in zip((wt & ~tc, tc & ~et, et), REGION_COLOURS):
+        out[mask] = (1 - alpha) * out[mask] + alpha * colour
+    return out
+
+
+def region_panel(image: np.ndarray, label: np.ndarray | None, pred: np.ndarray, channel: int = 0) -> np.ndarray:
+    """An RGB uint8 picture (H, 3W or 2W, 3): the image channel | reference overlay | prediction overlay, on the
+    axial slice where the reference (else the prediction) has most tumour."""
+    ref_or_pred = label if label is not None and label.any() else pred
+    z = int(np.argmax(ref_or_pred[0].reshape(-1, ref_or_pred.shape[-1]).sum(0))) if ref_or_pred.any() else \
+        image.shape[-1] // 2
+    base = _gray(image[channel, ..., z])
+    tiles = [base] + ([overlay_regions(base, label[..., z])] if label is not None else [])
+    tiles.append(overlay_regions(base, pred[..., z]))
+    panel = np.concatenate([np.rot90(t) for t in tiles], axis=1)  # rot90: superior-up display of RAS arrays
+    return panel.astype(np.uint8)
+
+
+class SegmentationPanels:
+    """Write an image | reference | prediction picture of the first case of every epoch to TensorBoard.
+
+    Args:
+        summary_writer: the run's ``SummaryWriter`` (shared with ``TensorBoardStatsHandler``).
+        panel_fn: builds an RGB uint8 (H, W, 3) array from ``(image, label or None, pred)`` numpy arrays.
+        tag: TensorBoard image tag.
+        image_key, label_key, pred_key: the keys of the (decollated) engine output.
+    """
+
+    def __init__(self, summary_writer, panel_fn: Callable = region_panel, tag: str = "val/panels",
+                 image_key: str = "image", label_key: str = "label", pred_key: str = "pred") -> None:
+        self.writer, self.panel_fn, self.tag = summary_writer, panel_fn, tag
+        self.keys = (image_key, label_key, pred_key)
+
+        self._drawn = False
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_STARTED, lambda e: setattr(self, "_drawn", False))
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        if self._drawn:
+            return
+        self._drawn = True
+        item = _items(engine.state.output)[0]
+        image, label, pred = (item.get(k) for k in self.keys)
+        as_np = lambda t: None if t is None else np.asarray(t.detach().cpu() if isinstance(t, torch.Tensor) else t)
+        panel = self.panel_fn(as_np(image), as_np(label), as_np(pred))
+        self.writer.add_image(self.tag, panel, engine.state.epoch, dataformats="HWC")
+        self.writer.flush()
+
+
+class ProgressDisplay:
+    """Ignite's progress bar (tqdm) showing the running loss; it hides itself when output is not a terminal."""
+
+    def __init__(self, loss_key: str | None = "loss", desc: str = "") -> None:
+        from ignite.handlers import ProgressBar
+
+        self.loss_key = loss_key
+        self.bar = ProgressBar(persist=False, desc=desc, disable=None)
+
+    def _loss(self, output) -> dict:
+        value = _items(output)[0].get(self.loss_key) if output else None
+        return {} if value is None else {"loss": float(value)}
+
+    def attach(self, engine: Engine) -> None:
+        self.bar.attach(engine, output_transform=self._loss if self.loss_key else None)
+
+
+class LearningRateLogger:
+    """Log the optimizer's learning rate (first parameter group) to TensorBoard as ``train/lr`` every epoch."""
+
+    def __init__(self, summary_writer, optimizer, tag: str = "train/lr") -> None:
+        self.writer, self.optimizer, self.tag = summary_writer, optimizer, tag
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_STARTED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        self.writer.add_scalar(self.tag, self.optimizer.param_groups[0]["lr"], engine.state.epoch)

@@ -1,0 +1,201 @@
+"""The few dictionary transforms MONAI lacks: BraTS label conventions both ways, and N4 bias-field correction.
+
+Class names are deliberately not MONAI's (MONAI resolves short ``_target_`` names across every module whose name
+starts with ``monai``, ``monai_app`` included); configs name them by full dotted path.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Hashable, Mapping, Sequence
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import MapTransform, RemoveSmallObjectsd
+
+from monai_app.datasets.brats import get_format
+from monai_app.errors import DatasetError
+from monai_app.io import atomic_path
+
+logger = logging.getLogger(__name__)
+
+
+def _source(img: torch.Tensor) -> str:
+    """The file an image came from, for error messages."""
+    meta = getattr(img, "meta", {}) or {}
+    name = meta.get("filename_or_obj", "<in-memory image>")
+    return str(name[0] if isinstance(name, (list, tuple)) and name else name)
+
+
+def _like(data: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``data`` carrying ``like``'s metadata and transform history when ``like`` is a MetaTensor."""
+    if isinstance(like, MetaTensor):
+        return MetaTensor(data, meta=like.meta, applied_operations=like.applied_operations)
+    return data
+
+
+class BratsLabelToRegionsd(MapTransform):
+    """Turn a BraTS label map (1, H, W, D) into float region masks (3, H, W, D): whole tumour, tumour core,
+    enhancing tumour, using the label numbers of the dataset's own format.
+
+    MONAI's ``ConvertToMultiChannelBasedOnBratsClasses`` hard-codes the 2018-2021 numbers and is wrong for the MSD
+    Task01 labels; this transform takes the format. Output is float32 (``DiceLoss(squared_pred=True)`` fails on
+    bool). Label values outside the format's set raise :class:`DatasetError` naming the file.
+    """
+
+    def __init__(self, keys: KeysCollection, dataset_format: str, check_values: bool = True,
+                 allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.fmt = get_format(dataset_format)
+        self.check_values = check_values
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            label = d[key]
+            if self.check_values:
+                bad = sorted(set(torch.unique(label).to(torch.int64).tolist()) - set(self.fmt.labels))
+                if bad:
+                    raise DatasetError(f"{_source(label)}: label values {bad} are not in the {self.fmt.name} label set "
+                                       f"{list(self.fmt.labels)} (wrong dataset_format?)")
+            plain = label.as_tensor() if isinstance(label, MetaTensor) else torch.as_tensor(label)
+            regions = [torch.isin(plain[0], torch.tensor(r, device=plain.device)) for r in self.fmt.regions]
+            d[key] = _like(torch.stack(regions).to(torch.float32), label)
+        return d
+
+
+class BratsRegionsToLabeld(MapTransform):
+    """Turn binary region masks (3, ...) - WT, TC, ET - into one label map (1, ...) in a format's numbers.
+
+    Nesting is enforced the way the labels are defined: ET wins over the rest of the core, the core over edema.
+    """
+
+    def __init__(self, keys: KeysCollection, dataset_format: str, dtype: torch.dtype = torch.uint8,
+                 allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.fmt = get_format(dataset_format)
+        self.dtype = dtype
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            regions = d[key]
+            wt, tc, et = (regions[i] > 0.5 for i in range(3))
+            label = torch.zeros(regions.shape[1:], dtype=self.dtype, device=regions.device)
+            label[wt] = self.fmt.edema
+            label[tc] = self.fmt.necrosis
+            label[et] = self.fmt.enhancing
+            d[key] = _like(label[None], regions)
+        return d
+
+
+def n4_bias_field_correct(image: np.ndarray, spacing: Sequence[float] | None = None, shrink: int = 4,
+                          iterations: Sequence[int] = (50, 50, 30)) -> np.ndarray:
+    """SimpleITK's N4 bias-field correction of one 3-D MRI volume, fitted on a shrunk copy inside the
+    non-zero (brain) mask and applied at full resolution; zeros stay zero."""
+    import SimpleITK as sitk
+
+    img = sitk.GetImageFromArray(np.ascontiguousarray(image, dtype=np.float32))
+    if spacing is not None:
+        img.SetSpacing([float(s) for s in spacing][::-1])
+    mask = sitk.Cast(img > 0, sitk.sitkUInt8)
+    if not np.any(sitk.GetArrayViewFromImage(mask)):
+        return np.asarray(image, dtype=np.float32)
+    corrector = sitk.N4BiasFieldCorrectionImageFilter()
+    corrector.SetMaximumNumberOfIterations([int(i) for i in iterations])
+    shrink_factors = [max(1, min(shrink, s // 8)) for s in img.GetSize()]
+    corrector.Execute(sitk.Shrink(img, shrink_factors), sitk.Shrink(mask, shrink_factors))
+    log_bias = corrector.GetLogBiasFieldAsImage(img)
+    corrected = sitk.GetArrayFromImage(img / sitk.Exp(log_bias))
+    return np.where(sitk.GetArrayViewFromImage(mask) > 0, corrected, 0).astype(np.float32)
+
+
+class N4BiasFieldCorrectiond(MapTransform):
+    """Apply :func:`n4_bias_field_correct` to every channel of the images under ``keys`` (channel-first).
+
+    N4 takes seconds per channel at BraTS size: with a CacheDataset it runs once per case. Off by default in the
+    bundles; switch it on with ``--n4 true`` for data with visible intensity inhomogeneity.
+    """
+
+    def __init__(self, keys: KeysCollection, enabled: bool = True, shrink: int = 4,
+                 iterations: Sequence[int] = (50, 50, 30), allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.enabled, self.shrink, self.iterations = enabled, shrink, tuple(iterations)
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        if not self.enabled:
+            return d
+        for key in self.key_iterator(d):
+            img = d[key]
+            spacing = img.pixdim.tolist() if isinstance(img, MetaTensor) else None
+            array = np.asarray(img.detach().cpu() if isinstance(img, torch.Tensor) else img)
+            out = np.stack([n4_bias_field_correct(c, spacing, self.shrink, self.iterations) for c in array])
+            d[key] = _like(torch.as_tensor(out), img) if isinstance(img, torch.Tensor) else out
+        return d
+
+
+class MaskOutsideImaged(MapTransform):
+    """Zero predictions where every channel of the image is zero: outside the brain of skull-stripped MRI.
+
+    Models trained on patches may fire on the empty background of a whole volume; this removes such false
+    positives at no cost. ``enabled=False`` makes it a no-op (the ``mask_outside_brain`` config key).
+    """
+
+    def __init__(self, keys: KeysCollection, image_key: str = "image", enabled: bool = True,
+                 allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.image_key, self.enabled = image_key, enabled
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        if not self.enabled:
+            return d
+        inside = (d[self.image_key] != 0).any(dim=0, keepdim=True)
+        for key in self.key_iterator(d):
+            d[key] = d[key] * inside.to(device=d[key].device, dtype=d[key].dtype)
+        return d
+
+
+class RemoveSmallRegionsd(RemoveSmallObjectsd):
+    """MONAI's ``RemoveSmallObjectsd`` on each channel, skipped entirely (no labelling pass) when ``min_size`` is 0."""
+
+    def __init__(self, keys: KeysCollection, min_size: int = 0, connectivity: int = 1,
+                 allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, min_size=max(int(min_size), 1), connectivity=connectivity, independent_channels=True,
+                         allow_missing_keys=allow_missing_keys)
+        self.enabled = int(min_size) > 0
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        return super().__call__(data) if self.enabled else dict(data)
+
+
+class WriteCased(MapTransform):
+    """Write ``data[key]`` (channel-first, with its geometry in the MetaTensor) to ``<output_dir>/<case_id><ext>``.
+
+    Unlike ``SaveImaged`` the name is exactly the case id (no postfix or sub-folder), and the file appears
+    atomically: it is written under a temporary name and renamed, so an interrupted run never leaves half a file.
+    The writer is MONAI's for the extension (NibabelWriter for NIfTI, PILWriter for PNG).
+    """
+
+    def __init__(self, keys: KeysCollection, output_dir: str, extension: str = ".nii.gz", case_key: str = "case_id",
+                 output_dtype: type = np.uint8, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.output_dir, self.extension, self.case_key, self.output_dtype = output_dir, extension, case_key, output_dtype
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        from monai.data.image_writer import resolve_writer
+
+        d = dict(data)
+        for key in self.key_iterator(d):
+            img = d[key]
+            writer = resolve_writer(self.extension.lstrip("."))[0](output_dtype=self.output_dtype)
+            writer.set_data_array(img.detach().cpu(), channel_dim=0)
+            writer.set_metadata(dict(getattr(img, "meta", {})), resample=False)
+            target = f"{self.output_dir}/{d[self.case_key]}{self.extension}"
+            with atomic_path(target) as tmp:
+                writer.write(str(tmp), verbose=False)
+            logger.debug("wrote %s", target)
+        return d

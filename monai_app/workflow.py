@@ -1,0 +1,123 @@
+"""Running bundles: locating them, running a config workflow, and the small glue their configs call."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from monai_app.errors import UserInputError
+
+logger = logging.getLogger(__name__)
+
+RUN_FILES = {"training": ["train.json"], "evaluating": ["train.json", "evaluate.json"], "inference": ["inference.json"]}
+WORKFLOW_TYPES = {"training": "train", "evaluating": "train", "inference": "infer"}
+
+
+def find_bundle_root() -> str:
+    """The bundle folder of the config being run.
+
+    ``python -m monai.bundle run ... --config_file bundles/x/configs/train.json`` does not tell a config where it
+    lies; this reads ``--config_file`` from the command line so relative defaults work from any folder, and falls
+    back to the current folder (MONAI's convention, for runs from inside the bundle).
+    """
+    argv = sys.argv
+    for i, arg in enumerate(argv):
+        value = argv[i + 1] if arg in ("--config_file", "--config-file") and i + 1 < len(argv) else \
+            arg.split("=", 1)[1] if arg.startswith("--config_file=") else None
+        if value:
+            first = value.strip("[]'\" ").split(",")[0].strip("'\" ")
+            configs = Path(first).resolve().parent
+            return str(configs.parent if configs.name == "configs" else configs)
+    return "."
+
+
+def bundles_dir() -> Path:
+    """The folder holding the bundles: ``$MONAI_APP_BUNDLES``, else ``bundles/`` beside the package source."""
+    env = os.environ.get("MONAI_APP_BUNDLES")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "bundles"
+
+
+def bundle_path(name_or_path: str | os.PathLike) -> Path:
+    """A bundle folder given its name (``brats_unet3d``) or its path."""
+    path = Path(name_or_path)
+    if not (path / "configs").is_dir():
+        path = bundles_dir() / str(name_or_path)
+    if not (path / "configs" / "metadata.json").is_file():
+        known = sorted(p.name for p in bundles_dir().glob("*") if (p / "configs").is_dir())
+        raise UserInputError(f"unknown bundle {name_or_path!r}; available: {', '.join(known) or 'none'}")
+    return path
+
+
+def make_workflow(bundle: str | os.PathLike, run_id: str, overrides: Mapping[str, Any] | None = None):
+    """A MONAI ``ConfigWorkflow`` for one of ``training``, ``evaluating``, ``inference`` of a bundle.
+
+    The metadata, logging file and bundle root are passed explicitly: with several config files MONAI would
+    otherwise look for them beside the first file only.
+    """
+    from monai.bundle import ConfigWorkflow
+
+    if run_id not in RUN_FILES:
+        raise UserInputError(f"unknown run {run_id!r}; choose one of {sorted(RUN_FILES)}")
+    root = bundle_path(bundle)
+    configs = [str(root / "configs" / f) for f in RUN_FILES[run_id]]
+    return ConfigWorkflow(
+        config_file=configs if len(configs) > 1 else configs[0], meta_file=str(root / "configs" / "metadata.json"),
+        logging_file=str(root / "configs" / "logging.conf"), workflow_type=WORKFLOW_TYPES[run_id], run_id=run_id,
+        **{"bundle_root": str(root), **dict(overrides or {})},
+    )
+
+
+def run_bundle(bundle: str | os.PathLike, run_id: str, overrides: Mapping[str, Any] | None = None) -> Any:
+    """Initialise, run and finalise a bundle workflow; returns what the run id evaluates to."""
+    workflow = make_workflow(bundle, run_id, overrides)
+    workflow.initialize()
+    try:
+        return workflow.run()
+    finally:
+        workflow.finalize()
+
+
+def check_file(path: str | os.PathLike, what: str = "file") -> str:
+    """Return ``path`` if it is a file, else raise a :class:`UserInputError` naming it."""
+    if not Path(path).is_file():
+        raise UserInputError(f"{path}: {what} does not exist")
+    return str(path)
+
+
+def log_summary(eval_dir: str | os.PathLike) -> dict:
+    """Log the mean of every metric of an evaluation as one table; returns ``summary.json``'s content."""
+    summary = json.loads((Path(eval_dir) / "summary.json").read_text())
+    lines = [f"{'metric':<10} {'mean':>9} {'median':>9} {'std':>9}  n"]
+    fmt = lambda v: f"{v:9.4f}" if isinstance(v, (int, float)) else f"{'n/a':>9}"
+    lines += [f"{k:<10} {fmt(v['mean'])} {fmt(v['median'])} {fmt(v['std'])}  {v['n']}" for k, v in summary.items()]
+    logger.info("evaluation of %s:\n%s", eval_dir, "\n".join(lines))
+    return summary
+
+
+def log_outputs(output_dir: str | os.PathLike, datalist: Sequence[Mapping]) -> None:
+    """Log how many cases were segmented and where the outputs are."""
+    logger.info("segmented %d case(s); label maps in %s", len(datalist), Path(output_dir).resolve())
+
+
+def save_settings(path: str | os.PathLike, settings: Mapping[str, Any], **extra: Any) -> None:
+    """Save a run's effective settings (every override key, resolved) and the library versions as JSON, so a
+    result can be traced to how it was made."""
+    import platform
+
+    import monai
+    import torch
+
+    from monai_app import __version__
+    from monai_app.io import atomic_write_text
+
+    record = {**{k: v for k, v in settings.items()}, **extra, "argv": sys.argv,
+              "versions": {"monai_app": __version__, "monai": monai.__version__, "torch": torch.__version__,
+                           "python": platform.python_version()},
+              "hardware": {"cpu": platform.processor() or platform.machine(), "cuda": torch.cuda.is_available(),
+                           "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}}
+    atomic_write_text(path, json.dumps(record, indent=1, default=str) + "\n")

@@ -1,0 +1,156 @@
+"""The brats_unet3d bundle end to end, through `python -m monai.bundle run` exactly as users call it.
+
+One tiny model is trained once (2 epochs, small network) on the synthetic MSD dataset; evaluation and inference
+reuse it. Quality is not asserted here (the demo measures it); what a user would notice is: the run folder's
+contents, TensorBoard tags, the metric tables, and predictions with the input's geometry.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from conftest import BRATS_BUNDLE, REPO
+
+pytestmark = pytest.mark.slow
+
+CONFIGS = BRATS_BUNDLE / "configs"
+TINY = {"channels": "[8,16,32,64]", "num_workers": "0", "sw_batch_size": "2"}
+
+
+def bundle_run(run_id: str, config_file: str, cwd: Path = REPO, **overrides: str) -> subprocess.CompletedProcess:
+    """Run ``python -m monai.bundle run`` in a subprocess; fail with its output when it fails."""
+    cmd = [sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", config_file]
+    for key, value in {**TINY, **overrides}.items():
+        cmd += [f"--{key}", str(value)]
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def trained(msd_tiny, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("brats_run")
+    bundle_run("training", "bundles/brats_unet3d/configs/train.json", dataset_dir=msd_tiny, output_dir=out,
+               max_epochs=2, val_interval=1, cache_rate=1.0)
+    return out
+
+
+@pytest.fixture(scope="module")
+def evaluated(trained, msd_tiny) -> Path:
+    configs = "['bundles/brats_unet3d/configs/train.json','bundles/brats_unet3d/configs/evaluate.json']"
+    bundle_run("evaluating", configs, dataset_dir=msd_tiny, output_dir=trained)
+    return trained / "eval"
+
+
+def tb_tags(tb_dir: Path) -> tuple[set[str], set[str]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = {"scalars": set(), "images": set()}
+    for events in tb_dir.glob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(events), size_guidance={"images": 0})
+        acc.Reload()
+        for kind in tags:
+            tags[kind] |= set(acc.Tags()[kind])
+    return tags["scalars"], tags["images"]
+
+
+def test_training_writes_the_run_folder(trained):
+    models = trained / "models"
+    assert (models / "model.pt").is_file(), "best checkpoint missing"
+    assert [p.name for p in models.glob("last_checkpoint_epoch=*.pt")] == ["last_checkpoint_epoch=2.pt"]
+    split = json.loads((trained / "split.json").read_text())
+    assert sum(len(split[k]) for k in ("train", "validation", "test")) == 6
+    settings = json.loads((trained / "settings.json").read_text())
+    assert settings["max_epochs"] == 2 and settings["dataset_format"] == "msd" and settings["channels"] == [8, 16, 32, 64]
+
+
+def test_tensorboard_shows_loss_lr_region_dice_and_panels(trained):
+    scalars, images = tb_tags(trained / "tb")
+    assert {"train/loss", "train/lr", "val_dice_wt", "val_dice_tc", "val_dice_et", "val_mean_dice"} <= scalars
+    assert "val/flair_reference_prediction" in images
+
+
+def test_evaluation_tables_cover_the_test_split(evaluated, trained):
+    with open(evaluated / "per_case.csv") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["case_id", "dice_wt", "dice_tc", "dice_et", "hd95_wt", "hd95_tc", "hd95_et"]
+    assert [r[0] for r in rows[1:]] == json.loads((trained / "split.json").read_text())["test"]
+    values = np.array([[float(v) for v in r[1:]] for r in rows[1:]])
+    assert ((values[:, :3] >= 0) & (values[:, :3] <= 1)).all() and (values[:, 3:] >= 0).all()
+    summary = json.loads((evaluated / "summary.json").read_text())
+    assert set(summary) == set(rows[0][1:])
+    assert summary["dice_wt"]["mean"] == pytest.approx(values[:, 0].mean(), abs=1e-5)
+
+
+def _write_oblique_case(path: Path) -> np.ndarray:
+    """A non-cubic 4-D volume with flipped axes, anisotropic spacing and an offset origin."""
+    rng = np.random.default_rng(0)
+    data = np.zeros((37, 45, 29, 4), np.float32)
+    data[5:30, 8:40, 4:25] = rng.uniform(50, 150, (25, 32, 21, 4))
+    affine = np.array([[-1.2, 0, 0, 40.0], [0, 0.9, 0, -30.0], [0, 0, -1.5, 12.0], [0, 0, 0, 1]])
+    nib.save(nib.Nifti1Image(data, affine), path)
+    return affine
+
+
+def test_inference_keeps_the_input_geometry(trained, msd_tiny, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    affine = _write_oblique_case(inputs / "odd_case.nii.gz")
+    for f in (msd_tiny / "imagesTs").glob("*.nii.gz"):
+        (inputs / f.name).symlink_to(f)
+    out = tmp_path / "out"
+    bundle_run("inference", "bundles/brats_unet3d/configs/inference.json", input=inputs, output_dir=out,
+               ckpt_path=trained / "models" / "model.pt")
+    written = sorted(p.name for p in out.iterdir())
+    assert written == sorted([f.name for f in inputs.iterdir()] + ["inference_settings.json"])
+    for f in inputs.iterdir():
+        src, pred = nib.load(f), nib.load(out / f.name)
+        assert pred.shape == src.shape[:3], f.name
+        np.testing.assert_allclose(pred.affine, src.affine, atol=1e-4, err_msg=f.name)
+        assert pred.get_data_dtype() == np.uint8
+        assert set(np.unique(np.asarray(pred.dataobj))) <= {0, 1, 2, 3}
+    np.testing.assert_allclose(nib.load(out / "odd_case.nii.gz").affine, affine, atol=1e-4)
+
+
+def test_inference_from_inside_the_bundle_folder_on_nrrd(trained, msd_tiny, tmp_path):
+    import SimpleITK as sitk
+
+    src = sorted((msd_tiny / "imagesTs").glob("*.nii.gz"))[0]
+    ref = nib.load(src)
+    vol = sitk.GetImageFromArray(np.asarray(ref.dataobj).transpose(2, 1, 0, 3), isVector=True)
+    vol.SetSpacing([1.1, 1.0, 1.25])
+    vol.SetOrigin([10.0, -5.0, 3.0])
+    sitk.WriteImage(vol, str(tmp_path / "case_a.nrrd"))
+    out = tmp_path / "out"
+    bundle_run("inference", "configs/inference.json", cwd=BRATS_BUNDLE, input=tmp_path / "case_a.nrrd",
+               output_dir=out, ckpt_path=trained / "models" / "model.pt")
+    pred = nib.load(out / "case_a.nii.gz")
+    assert pred.shape == ref.shape[:3]
+    # ITK stores LPS; NIfTI is RAS: the first two axes flip sign, origin included.
+    expected = np.diag([-1.1, -1.0, 1.25, 1.0])
+    expected[:3, 3] = [-10.0, 5.0, 3.0]
+    np.testing.assert_allclose(pred.affine, expected, atol=1e-4)
+
+
+def test_cli_infers_a_per_modality_case_in_its_own_label_convention(trained, tmp_path):
+    from monai_app.cli import main
+    from monai_app.datasets.brats_synth import write_brats
+
+    write_brats(tmp_path / "brats23", cases=1, dataset_format="brats2023", seed=5, shape=(40, 40, 36), test_cases=1)
+    case = next(p for p in (tmp_path / "brats23").iterdir() if not list(p.glob("*-seg.nii.gz")))
+    out = tmp_path / "out"
+    code = main(["infer", "brats_unet3d", "--input", str(case), "--output-dir", str(out), "--ckpt",
+                 str(trained / "models" / "model.pt"), "--channels", "[8,16,32,64]", "--num_workers", "0"])
+    assert code == 0
+    pred = nib.load(out / f"{case.name}.nii.gz")
+    assert pred.shape == nib.load(next(case.glob("*-t2f.nii.gz"))).shape
+    settings = json.loads((out / "inference_settings.json").read_text())
+    assert settings["dataset_format"] == "brats2023"
