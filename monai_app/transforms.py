@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
-from monai.transforms import MapTransform, RemoveSmallObjectsd
+from monai.transforms import MapTransform, RemoveSmallObjects
 
 from monai_app.datasets.brats import get_format
 from monai_app.errors import DatasetError
@@ -56,7 +56,7 @@ class BratsLabelToRegionsd(MapTransform):
         for key in self.key_iterator(d):
             label = d[key]
             if self.check_values:
-                bad = sorted(set(torch.unique(label).to(torch.int64).tolist()) - set(self.fmt.labels))
+                bad = sorted(set(torch.unique(label).tolist()) - {float(v) for v in self.fmt.labels})
                 if bad:
                     raise DatasetError(f"{_source(label)}: label values {bad} are not in the {self.fmt.name} label set "
                                        f"{list(self.fmt.labels)} (wrong dataset_format?)")
@@ -159,17 +159,28 @@ class MaskOutsideImaged(MapTransform):
         return d
 
 
-class RemoveSmallRegionsd(RemoveSmallObjectsd):
-    """MONAI's ``RemoveSmallObjectsd`` on each channel, skipped entirely (no labelling pass) when ``min_size`` is 0."""
+class RemoveSmallRegionsd(MapTransform):
+    """Remove connected components smaller than ``min_size`` voxels from each channel on its own, with MONAI's
+    ``RemoveSmallObjects``; a no-op (no labelling pass) when ``min_size`` is 0.
+
+    Channels are handled one at a time because MONAI labels a multi-channel array as a whole, so a small island
+    in the tumour core would stay connected to the whole-tumour channel that contains it and never be removed.
+    """
 
     def __init__(self, keys: KeysCollection, min_size: int = 0, connectivity: int = 1,
                  allow_missing_keys: bool = False) -> None:
-        super().__init__(keys, min_size=max(int(min_size), 1), connectivity=connectivity, independent_channels=True,
-                         allow_missing_keys=allow_missing_keys)
-        self.enabled = int(min_size) > 0
+        super().__init__(keys, allow_missing_keys)
+        self.remove = RemoveSmallObjects(min_size=int(min_size), connectivity=connectivity) if min_size > 0 else None
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        return super().__call__(data) if self.enabled else dict(data)
+        d = dict(data)
+        if self.remove is None:
+            return d
+        for key in self.key_iterator(d):
+            img = d[key]
+            kept = torch.cat([torch.as_tensor(self.remove(img[i : i + 1])) for i in range(img.shape[0])])
+            d[key] = _like(kept.to(device=img.device, dtype=img.dtype), img)
+        return d
 
 
 class WriteCased(MapTransform):

@@ -230,7 +230,7 @@ def _input_cases(path: Path) -> list[dict]:
             raise DatasetError(f"{path}: not an image file (expected one of {', '.join(IMAGE_EXTENSIONS)})")
         return [{"case_id": stem, "image": str(path)}]
     if (path / "dataset.json").is_file():
-        return _msd_cases(path, "test")
+        return sorted(_msd_cases(path, "test"), key=lambda c: c["case_id"])
     fmt = _folder_format(path)
     if fmt is not None:  # one case folder of per-modality files
         return [_per_modality_case(path, fmt)]

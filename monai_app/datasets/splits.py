@@ -51,7 +51,12 @@ def load_or_make_split(
     ids = sorted(set(ids))
     path = Path(output_dir) / SPLIT_FILE
     if path.is_file():
-        split = json.loads(path.read_text())
+        try:
+            split = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise DatasetError(f"{path}: the saved split is not valid JSON ({e})") from None
+        if not isinstance(split, dict) or not all(isinstance(split.get(k, []), list) for k in PARTS):
+            raise DatasetError(f"{path}: the saved split must be an object with lists 'train', 'validation', 'test'")
         missing = sorted(set().union(*(split.get(k, []) for k in PARTS)) - set(ids))
         if missing:
             raise DatasetError(
