@@ -99,17 +99,19 @@ def overlay_regions(gray_rgb: np.ndarray, regions: np.ndarray, alpha: float = 0.
     return out
 
 
-def region_panel(image: np.ndarray, label: np.ndarray | None, pred: np.ndarray, channel: int = 0) -> np.ndarray:
+def region_panel(image: np.ndarray, label: np.ndarray | None, pred: np.ndarray, channel: int = 0,
+                 min_height: int = 240) -> np.ndarray:
     """An RGB uint8 picture (H, 3W or 2W, 3): the image channel | reference overlay | prediction overlay, on the
-    axial slice where the reference (else the prediction) has most tumour."""
+    axial slice where the reference (else the prediction) has most tumour, enlarged to at least ``min_height``."""
     ref_or_pred = label if label is not None and label.any() else pred
     z = int(np.argmax(ref_or_pred[0].reshape(-1, ref_or_pred.shape[-1]).sum(0))) if ref_or_pred.any() else \
         image.shape[-1] // 2
     base = _gray(image[channel, ..., z])
     tiles = [base] + ([overlay_regions(base, label[..., z])] if label is not None else [])
     tiles.append(overlay_regions(base, pred[..., z]))
-    panel = np.concatenate([np.rot90(t) for t in tiles], axis=1)  # rot90: superior-up display of RAS arrays
-    return panel.astype(np.uint8)
+    panel = np.concatenate([np.rot90(t) for t in tiles], axis=1)  # rot90: anterior-up display of RAS arrays
+    scale = max(1, -(-min_height // panel.shape[0]))  # nearest-neighbour enlargement so TensorBoard shows detail
+    return panel.repeat(scale, axis=0).repeat(scale, axis=1).astype(np.uint8)
 
 
 class SegmentationPanels:
