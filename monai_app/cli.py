@@ -24,7 +24,7 @@ EXAMPLES = """examples:
   monai-app evaluate brats_unet3d --dataset-dir data/Task01_BrainTumour --output-dir runs/brats
   monai-app infer brats_unet3d --input data/Task01_BrainTumour/imagesTs --output-dir preds \\
       --ckpt runs/brats/models/model.pt
-  monai-app score --pred preds --ref data/Task01_BrainTumour/labelsTr --format msd --out scores
+  monai-app score --pred preds --ref data/reference_labels --format msd --out scores
 """
 
 
