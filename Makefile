@@ -6,7 +6,6 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO ?= demo
-DEMO_MINUTES ?= 4
 
 .PHONY: install test demo clean
 
@@ -27,7 +26,7 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/monai-app synth brats --out $(DEMO)/Task01_BrainTumour --cases 24 --test-cases 2
 	$(VENV)/bin/monai-app train brats_unet3d --dataset-dir $(DEMO)/Task01_BrainTumour --output-dir $(DEMO)/run \
-		--max-epochs 24 --val_interval 4 --cache_rate 1.0 --num_workers 2
+		--max-epochs 36 --val_interval 6 --cache_rate 1.0 --num_workers 2
 	$(VENV)/bin/monai-app evaluate brats_unet3d --dataset-dir $(DEMO)/Task01_BrainTumour --output-dir $(DEMO)/run \
 		--num_workers 2
 	$(VENV)/bin/monai-app infer brats_unet3d --input $(DEMO)/Task01_BrainTumour/imagesTs --output-dir $(DEMO)/predictions \
