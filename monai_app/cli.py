@@ -57,8 +57,8 @@ def _run(args: argparse.Namespace, extra: list[str], run_id: str, flags: dict[st
 
     overrides = {key: getattr(args, attr) for attr, key in flags.items() if getattr(args, attr, None) is not None}
     overrides.update(parse_overrides(extra))
-    run_bundle(args.bundle, run_id, overrides)
-    out = Path(overrides.get("output_dir", "runs/" + Path(args.bundle).name)).resolve()
+    workflow = run_bundle(args.bundle, run_id, overrides)
+    out = Path(workflow.parser.get_parsed_content("output_dir")).resolve()
     if run_id == "training":
         print(f"\nrun folder: {out}\n  checkpoints: {out / 'models'}\n  TensorBoard: tensorboard --logdir {out / 'tb'}")
     elif run_id == "evaluating":

@@ -72,14 +72,15 @@ def make_workflow(bundle: str | os.PathLike, run_id: str, overrides: Mapping[str
     )
 
 
-def run_bundle(bundle: str | os.PathLike, run_id: str, overrides: Mapping[str, Any] | None = None) -> Any:
-    """Initialise, run and finalise a bundle workflow; returns what the run id evaluates to."""
+def run_bundle(bundle: str | os.PathLike, run_id: str, overrides: Mapping[str, Any] | None = None):
+    """Initialise, run and finalise a bundle workflow; returns the workflow (its ``parser`` holds the settings)."""
     workflow = make_workflow(bundle, run_id, overrides)
     workflow.initialize()
     try:
-        return workflow.run()
+        workflow.run()
     finally:
         workflow.finalize()
+    return workflow
 
 
 def check_file(path: str | os.PathLike, what: str = "file") -> str:

@@ -154,3 +154,18 @@ def test_cli_infers_a_per_modality_case_in_its_own_label_convention(trained, tmp
     assert pred.shape == nib.load(next(case.glob("*-t2f.nii.gz"))).shape
     settings = json.loads((out / "inference_settings.json").read_text())
     assert settings["dataset_format"] == "brats2023"
+
+
+@pytest.mark.parametrize("fmt", ["brats2021", "brats2023"])
+def test_training_reads_the_challenge_layouts_with_their_own_labels(fmt, tmp_path):
+    """One epoch on each per-modality layout, format auto-detected: a wrong label convention would stop the run
+    (labels outside the convention are refused) and the saved settings name the detected format."""
+    from monai_app.datasets.brats_synth import write_brats
+
+    data = tmp_path / fmt
+    write_brats(data, cases=3, dataset_format=fmt, seed=1, shape=(40, 40, 36), test_cases=0)
+    out = tmp_path / "run"
+    bundle_run("training", "bundles/brats_unet3d/configs/train.json", dataset_dir=data, output_dir=out,
+               max_epochs=1, val_interval=1, cache_rate=1.0)
+    assert json.loads((out / "settings.json").read_text())["dataset_format"] == fmt
+    assert (out / "models" / "model.pt").is_file()
