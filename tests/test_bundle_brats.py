@@ -103,16 +103,17 @@ def _write_oblique_case(path: Path) -> np.ndarray:
 def test_inference_keeps_the_input_geometry(trained, msd_tiny, tmp_path):
     inputs = tmp_path / "in"
     inputs.mkdir()
-    affine = _write_oblique_case(inputs / "odd_case.nii.gz")
+    affine = _write_oblique_case(inputs / "odd_case.nii")  # uncompressed NIfTI is read too
     for f in (msd_tiny / "imagesTs").glob("*.nii.gz"):
         (inputs / f.name).symlink_to(f)
     out = tmp_path / "out"
     bundle_run("inference", "bundles/brats_unet3d/configs/inference.json", input=inputs, output_dir=out,
                ckpt_path=trained / "models" / "model.pt")
     written = sorted(p.name for p in out.iterdir())
-    assert written == sorted([f.name for f in inputs.iterdir()] + ["inference_settings.json"])
-    for f in inputs.iterdir():
-        src, pred = nib.load(f), nib.load(out / f.name)
+    case_ids = [f.name.removesuffix(".gz").removesuffix(".nii") for f in inputs.iterdir()]
+    assert written == sorted([f"{c}.nii.gz" for c in case_ids] + ["inference_settings.json"])
+    for f, case in zip(inputs.iterdir(), case_ids):
+        src, pred = nib.load(f), nib.load(out / f"{case}.nii.gz")
         assert pred.shape == src.shape[:3], f.name
         np.testing.assert_allclose(pred.affine, src.affine, atol=1e-4, err_msg=f.name)
         assert pred.get_data_dtype() == np.uint8
