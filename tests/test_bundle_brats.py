@@ -170,3 +170,33 @@ def test_training_reads_the_challenge_layouts_with_their_own_labels(fmt, tmp_pat
                max_epochs=1, val_interval=1, cache_rate=1.0)
     assert json.loads((out / "settings.json").read_text())["dataset_format"] == fmt
     assert (out / "models" / "model.pt").is_file()
+
+
+def test_evaluation_agrees_with_scoring_the_written_label_maps(trained, tmp_path):
+    """`evaluate` (in memory, nested regions) and `monai-app score` on what inference wrote must give the same
+    numbers: on 1-mm volumes, with flipped axes, they measure the same label maps."""
+    from monai_app.datasets.brats_synth import write_brats
+    from monai_app.metrics import score_folders
+
+    data = tmp_path / "Task01_BrainTumour"
+    write_brats(data, cases=2, dataset_format="msd", seed=11, shape=(40, 44, 36), test_cases=0)
+    for f in [*(data / "imagesTr").glob("*.nii.gz"), *(data / "labelsTr").glob("*.nii.gz")]:
+        img = nib.load(f)  # keep the flips and origin, make the spacing 1 mm
+        affine = img.affine.copy()
+        affine[:3, :3] = np.sign(affine[:3, :3])
+        nib.save(nib.Nifti1Image(np.asarray(img.dataobj), affine), f)
+    out = tmp_path / "run"
+    out.mkdir()
+    ids = sorted(p.name.removesuffix(".nii.gz") for p in (data / "labelsTr").glob("*.nii.gz"))
+    (out / "split.json").write_text(json.dumps({"train": [], "validation": [], "test": ids}))
+    configs = "['bundles/brats_unet3d/configs/train.json','bundles/brats_unet3d/configs/evaluate.json']"
+    ckpt = trained / "models" / "model.pt"
+    bundle_run("evaluating", configs, dataset_dir=data, output_dir=out, ckpt_path=ckpt)
+    bundle_run("inference", "bundles/brats_unet3d/configs/inference.json", input=data / "imagesTr",
+               output_dir=tmp_path / "pred", ckpt_path=ckpt)
+    score_folders(tmp_path / "pred", data / "labelsTr", "msd", tmp_path / "score")
+    with open(out / "eval" / "per_case.csv") as a, open(tmp_path / "score" / "per_case.csv") as b:
+        evaluated, scored = list(csv.reader(a)), list(csv.reader(b))
+    assert evaluated[0] == scored[0] and [r[0] for r in evaluated] == [r[0] for r in scored]
+    np.testing.assert_allclose(np.array([r[1:] for r in evaluated[1:]], float),
+                               np.array([r[1:] for r in scored[1:]], float), rtol=1e-4, atol=1e-4)
