@@ -25,6 +25,7 @@ from tqdm import tqdm
 from monai_app.datasets.brats import NIFTI_RE, REGIONS, BratsFormat, get_format
 from monai_app.errors import UserInputError
 from monai_app.tables import write_metric_tables
+from monai_app.transforms import brats_region_masks
 
 logger = logging.getLogger(__name__)
 
@@ -93,11 +94,6 @@ class BratsHausdorffDistanceMetric(HausdorffDistanceMetric):
         return torch.where(pred_any ^ ref_any, torch.full_like(hd, self.empty_distance), hd)
 
 
-def region_masks(label: np.ndarray, fmt: BratsFormat) -> np.ndarray:
-    """The WT, TC and ET masks of a label map, stacked as a bool array of shape (3, *label.shape)."""
-    return np.stack([np.isin(label, region) for region in fmt.regions])
-
-
 def _case_files(folder: Path, what: str) -> dict[str, Path]:
     """``{case_id: path}`` of the visible NIfTI files directly in ``folder``."""
     if not folder.is_dir():
@@ -124,11 +120,10 @@ def _load_label(path: Path, fmt: BratsFormat) -> tuple[np.ndarray, nib.Nifti1Ima
         data = data[..., 0]
     if data.ndim != 3:
         raise UserInputError(f"{path}: a label map must be 3D, got shape {data.shape}")
-    values = np.unique(data)
-    bad = values[~np.isin(values, fmt.labels)]
-    if bad.size:
-        raise UserInputError(f"{path}: label values {bad.tolist()} are not {fmt.name} labels {list(fmt.labels)}")
-    return data, img
+    bad = fmt.unknown_labels(np.unique(data))
+    if bad:
+        raise UserInputError(f"{path}: label values {bad} are not {fmt.name} labels {list(fmt.labels)}")
+    return data.astype(np.int16), img  # checked: whole, small numbers; int16 is native-endian for torch
 
 
 def _match_cases(pred_dir: Path, ref_dir: Path) -> list[tuple[str, Path, Path]]:
@@ -157,8 +152,8 @@ def _score_case(case_id: str, pred_path: Path, ref_path: Path, fmt: BratsFormat,
                              f"{ref_path} has shape {ref.shape}")
     if not np.allclose(pred_img.affine, ref_img.affine, atol=1e-3):
         logger.warning("case %s: prediction and reference affines differ; scoring voxel to voxel", case_id)
-    y_pred = torch.from_numpy(region_masks(pred, fmt)).unsqueeze(0).float()
-    y = torch.from_numpy(region_masks(ref, fmt)).unsqueeze(0).float()
+    y_pred = brats_region_masks(torch.from_numpy(pred), fmt).unsqueeze(0).float()
+    y = brats_region_masks(torch.from_numpy(ref), fmt).unsqueeze(0).float()
     spacing = [float(z) for z in ref_img.header.get_zooms()[:3]]
     d = dice(y_pred, y)[0].tolist()
     h = hd95(y_pred, y, spacing=spacing)[0].tolist()

@@ -15,7 +15,7 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, RemoveSmallObjects
 
-from monai_app.datasets.brats import get_format
+from monai_app.datasets.brats import BratsFormat, get_format
 from monai_app.errors import DatasetError
 from monai_app.io import atomic_path
 
@@ -34,6 +34,12 @@ def _like(data: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     if isinstance(like, MetaTensor):
         return MetaTensor(data, meta=like.meta, applied_operations=like.applied_operations)
     return data
+
+
+def brats_region_masks(label: torch.Tensor, fmt: BratsFormat) -> torch.Tensor:
+    """Bool masks (3, ...) of whole tumour, tumour core and enhancing tumour of a label map (...) numbered as in
+    ``fmt``: the one place the BraTS regions are computed, for training, evaluation and folder scoring alike."""
+    return torch.stack([torch.isin(label, torch.tensor(r, device=label.device)) for r in fmt.regions])
 
 
 class BratsLabelToRegionsd(MapTransform):
@@ -56,13 +62,12 @@ class BratsLabelToRegionsd(MapTransform):
         for key in self.key_iterator(d):
             label = d[key]
             if self.check_values:
-                bad = sorted(set(torch.unique(label).tolist()) - {float(v) for v in self.fmt.labels})
+                bad = self.fmt.unknown_labels(torch.unique(label).tolist())
                 if bad:
                     raise DatasetError(f"{_source(label)}: label values {bad} are not in the {self.fmt.name} label set "
                                        f"{list(self.fmt.labels)} (wrong dataset_format?)")
             plain = label.as_tensor() if isinstance(label, MetaTensor) else torch.as_tensor(label)
-            regions = [torch.isin(plain[0], torch.tensor(r, device=plain.device)) for r in self.fmt.regions]
-            d[key] = _like(torch.stack(regions).to(torch.float32), label)
+            d[key] = _like(brats_region_masks(plain[0], self.fmt).to(torch.float32), label)
         return d
 
 

@@ -47,6 +47,11 @@ class BratsFormat:
         """The label values a reference segmentation may hold."""
         return tuple(sorted((0, self.edema, self.necrosis, self.enhancing)))
 
+    def unknown_labels(self, values) -> list[int | float]:
+        """The values among ``values`` that are not labels of this format, compared exactly (2.5 is not 2)."""
+        unknown = sorted({float(v) for v in values} - {float(v) for v in self.labels})
+        return [int(v) if v.is_integer() else v for v in unknown]
+
     @property
     def regions(self) -> list[list[int]]:
         """Label sets of WT, TC and ET, in :data:`REGIONS` order."""
