@@ -29,7 +29,8 @@ class MetricColumns:
 
     Args:
         metrics: engine metric name -> column prefix, e.g. ``{"val_dice": "dice", "val_hd95": "hd95"}``.
-        channel_names: names of the channels, e.g. ``["wt", "tc", "et"]``; columns are ``<prefix>_<channel>``.
+        channel_names: names of the channels, e.g. ``["wt", "tc", "et"]``; columns are ``<prefix>_<channel>``
+            (just ``<prefix>`` for a channel named ``""``).
         output_dir: when given, ``per_case.csv`` and ``summary.json`` are written there at the end of each epoch.
         case_key: the item of each data dict that names its case.
     """
@@ -54,7 +55,11 @@ class MetricColumns:
 
     @property
     def columns(self) -> list[str]:
-        return [f"{prefix}_{ch}" for prefix in self.metrics.values() for ch in self.channel_names]
+        return [self._column(prefix, ch) for prefix in self.metrics.values() for ch in self.channel_names]
+
+    @staticmethod
+    def _column(prefix: str, channel: str) -> str:
+        return f"{prefix}_{channel}" if channel else prefix
 
     def rows(self, engine: Engine) -> list[dict]:
         """One dict per case: ``case_id`` then every column."""
@@ -65,7 +70,7 @@ class MetricColumns:
                 raise RuntimeError(f"metric {name!r} has no per-case details: create it with save_details=True")
             details = torch.as_tensor(details).reshape(len(rows), -1).cpu().numpy()
             for row, values in zip(rows, details):
-                row.update({f"{prefix}_{ch}": float(v) for ch, v in zip(self.channel_names, values)})
+                row.update({self._column(prefix, ch): float(v) for ch, v in zip(self.channel_names, values)})
         return rows
 
     def __call__(self, engine: Engine) -> None:
@@ -114,36 +119,74 @@ def region_panel(image: np.ndarray, label: np.ndarray | None, pred: np.ndarray, 
     return panel.repeat(scale, axis=0).repeat(scale, axis=1).astype(np.uint8)
 
 
+def _nearest(ids: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Nearest-neighbour resampling of a 2-D array to ``shape``."""
+    rows = (np.arange(shape[0]) * ids.shape[0] // shape[0]).clip(0, ids.shape[0] - 1)
+    cols = (np.arange(shape[1]) * ids.shape[1] // shape[1]).clip(0, ids.shape[1] - 1)
+    return ids[np.ix_(rows, cols)]
+
+
+def _class_ids(x: np.ndarray) -> np.ndarray:
+    """(C, H, W) class scores -> (H, W) ids by argmax; one channel holds ids (or a probability, thresholded)."""
+    if x.shape[0] > 1:
+        return x.argmax(0)
+    return (x[0] > 0.5).astype(np.int64) if x.max() <= 1 else x[0].round().astype(np.int64)
+
+
+def label_panel(image: np.ndarray, label: np.ndarray | None, pred: np.ndarray, palette: Sequence[Sequence[int]],
+                min_height: int = 128) -> np.ndarray:
+    """An RGB uint8 picture of a 2-D case: the photo | reference | prediction, labels in the palette's colours.
+
+    ``image`` is (3, h, w) in [0, 1] (or 0-255); ``label`` and ``pred`` may be at another size (the original
+    photo's): they are resampled to the image's size.
+    """
+    from monai_app.transforms2d import colourise
+
+    rgb = np.moveaxis(np.asarray(image, dtype=np.float32)[:3], 0, -1)
+    rgb = np.clip(rgb * (255.0 if rgb.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+    tiles = [rgb] + [colourise(_nearest(_class_ids(x), rgb.shape[:2]), palette) for x in (label, pred) if x is not None]
+    panel = np.concatenate(tiles, axis=1)
+    scale = max(1, -(-min_height // panel.shape[0]))
+    return panel.repeat(scale, axis=0).repeat(scale, axis=1)
+
+
 class SegmentationPanels:
-    """Write an image | reference | prediction picture of the first case of every epoch to TensorBoard.
+    """Write image | reference | prediction pictures of the first ``num_images`` cases of every epoch (one row
+    each) to TensorBoard.
 
     Args:
         summary_writer: the run's ``SummaryWriter`` (shared with ``TensorBoardStatsHandler``).
         panel_fn: builds an RGB uint8 (H, W, 3) array from ``(image, label or None, pred)`` numpy arrays.
         tag: TensorBoard image tag.
         image_key, label_key, pred_key: the keys of the (decollated) engine output.
+        num_images: how many cases (rows) the picture shows.
     """
 
     def __init__(self, summary_writer, panel_fn: Callable = region_panel, tag: str = "val/panels",
-                 image_key: str = "image", label_key: str = "label", pred_key: str = "pred") -> None:
+                 image_key: str = "image", label_key: str = "label", pred_key: str = "pred",
+                 num_images: int = 1) -> None:
         self.writer, self.panel_fn, self.tag = summary_writer, panel_fn, tag
         self.keys = (image_key, label_key, pred_key)
-
-        self._drawn = False
+        self.num_images = num_images
+        self._panels: list[np.ndarray] = []
 
     def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.EPOCH_STARTED, lambda e: setattr(self, "_drawn", False))
+        engine.add_event_handler(Events.EPOCH_STARTED, lambda e: self._panels.clear())
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._write)
 
     def __call__(self, engine: Engine) -> None:
-        if self._drawn:
-            return
-        self._drawn = True
-        item = _items(engine.state.output)[0]
-        image, label, pred = (item.get(k) for k in self.keys)
         as_np = lambda t: None if t is None else np.asarray(t.detach().cpu() if isinstance(t, torch.Tensor) else t)
-        panel = self.panel_fn(as_np(image), as_np(label), as_np(pred))
-        self.writer.add_image(self.tag, panel, engine.state.epoch, dataformats="HWC")
+        for item in _items(engine.state.output)[: self.num_images - len(self._panels)]:
+            image, label, pred = (as_np(item.get(k)) for k in self.keys)
+            self._panels.append(self.panel_fn(image, label, pred))
+
+    def _write(self, engine: Engine) -> None:
+        if not self._panels:
+            return
+        width = max(p.shape[1] for p in self._panels)
+        rows = [np.pad(p, ((0, 2), (0, width - p.shape[1]), (0, 0))) for p in self._panels]  # 2-pixel gaps
+        self.writer.add_image(self.tag, np.concatenate(rows)[:-2], engine.state.epoch, dataformats="HWC")
         self.writer.flush()
 
 
