@@ -20,10 +20,13 @@ logger = logging.getLogger("monai_app")
 EXAMPLES = """examples:
   monai-app list
   monai-app synth brats --out data/synth_brats --cases 24
+  monai-app synth camvid --out data/CamVid --cases 48 --size 180 240
   monai-app train brats_unet3d --dataset-dir data/Task01_BrainTumour --output-dir runs/brats --max-epochs 300
   monai-app evaluate brats_unet3d --dataset-dir data/Task01_BrainTumour --output-dir runs/brats
   monai-app infer brats_unet3d --input data/Task01_BrainTumour/imagesTs --output-dir preds \\
       --ckpt runs/brats/models/model.pt
+  monai-app train camvid_unet2d --dataset-dir data/CamVid --output-dir runs/camvid --ignore_void true
+  monai-app infer carvana_unet2d --input data/carvana/test --output-dir preds --ckpt runs/carvana/models/model.pt
   monai-app score --pred preds --ref data/reference_labels --format msd --out scores
 """
 
@@ -80,14 +83,42 @@ def cmd_infer(args, extra):
     return _run(args, extra, "inference", INFER_FLAGS)
 
 
-def cmd_synth(args, extra):
+def _synth_brats(args) -> str:
     from monai_app.datasets.brats_synth import write_brats
 
-    if args.dataset not in ("brats", "brats_unet3d"):
-        raise UserInputError(f"no synthetic writer for {args.dataset!r} yet; available: brats")
-    ids = write_brats(args.out, cases=args.cases, dataset_format=args.format, seed=args.seed,
-                      shape=tuple(args.shape), test_cases=args.test_cases, progress=True)
-    print(f"wrote {len(ids)} synthetic {args.format} cases to {Path(args.out).resolve()}")
+    fmt = args.format or "msd"
+    ids = write_brats(args.out, cases=args.cases or 8, dataset_format=fmt, seed=args.seed, shape=tuple(args.shape),
+                      test_cases=args.test_cases, progress=True)
+    return f"{len(ids)} synthetic {fmt} cases"
+
+
+def _synth_carvana(args) -> str:
+    from monai_app.datasets.carvana_synth import write_carvana
+
+    ids = write_carvana(args.out, cars=args.cases or 4, test_cars=max(1, args.test_cases // 2), seed=args.seed,
+                        size=tuple(args.size or (1280, 1918)), progress=True)
+    return f"{len(ids)} synthetic Carvana training images ({args.cases or 4} cars)"
+
+
+def _synth_camvid(args) -> str:
+    from monai_app.datasets.camvid_synth import write_camvid
+
+    layout = args.format or "seed"
+    n = args.cases or 24
+    ids = write_camvid(args.out, layout=layout, train=n, val=max(1, n // 4), test=max(1, n // 4), seed=args.seed,
+                       size=tuple(args.size or (360, 480)), progress=True)
+    return f"{sum(map(len, ids.values()))} synthetic CamVid images ({layout} layout)"
+
+
+SYNTH = {"brats": _synth_brats, "brats_unet3d": _synth_brats, "carvana": _synth_carvana,
+         "carvana_unet2d": _synth_carvana, "camvid": _synth_camvid, "camvid_unet2d": _synth_camvid}
+
+
+def cmd_synth(args, extra):
+    if args.dataset not in SYNTH:
+        raise UserInputError(f"no synthetic writer for {args.dataset!r}; available: brats, carvana, camvid")
+    what = SYNTH[args.dataset](args)
+    print(f"wrote {what} to {Path(args.out).resolve()}")
     return 0
 
 
@@ -139,22 +170,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="the bundles, their task, inputs and outputs").set_defaults(func=cmd_list)
     common = [("--dataset-dir", str, "the dataset folder as downloaded"), ("--output-dir", str, "the run folder"),
               ("--device", str, "cpu, cuda or cuda:N (default: cuda when available)"),
-              ("--dataset-format", str, "auto (default), msd, brats2021 or brats2023")]
+              ("--dataset-format", str, "BraTS: auto (default), msd, brats2021 or brats2023")]
     _bundle_command(sub, "train", cmd_train, "Train a bundle", common + [
         ("--max-epochs", int, "number of epochs"), ("--seed", int, "random seed (split and training)")])
     _bundle_command(sub, "evaluate", cmd_evaluate, "Score a trained model on the held-out split",
                     common + [("--ckpt", str, "checkpoint (default: <output-dir>/models/model.pt)")])
     _bundle_command(sub, "infer", cmd_infer, "Segment a file or a folder of cases", [
         ("--input", str, "an image file, a folder of them, or BraTS case folders"),
-        ("--output-dir", str, "where <case_id>.nii.gz label maps are written"), ("--ckpt", str, "checkpoint"),
+        ("--output-dir", str, "where <case_id>.nii.gz (3-D) or <case_id>.png (2-D) label maps are written"), ("--ckpt", str, "checkpoint"),
         ("--device", str, "cpu, cuda or cuda:N"), ("--dataset-format", str, "label convention to write")])
     synth = sub.add_parser("synth", help="write a synthetic dataset in a real on-disk layout")
-    synth.add_argument("dataset", help="brats")
+    synth.add_argument("dataset", help="brats, carvana or camvid (or a bundle name)")
     synth.add_argument("--out", required=True, help="folder to write")
-    synth.add_argument("--cases", type=int, default=8, help="labelled cases (default 8)")
+    synth.add_argument("--cases", type=int, help="labelled cases: BraTS cases (default 8), Carvana cars of 16 views "
+                       "(default 4), CamVid training images (default 24)")
     synth.add_argument("--test-cases", type=int, default=2, help="unlabelled cases (default 2)")
-    synth.add_argument("--format", default="msd", help="msd (default), brats2021 or brats2023")
-    synth.add_argument("--shape", type=int, nargs=3, default=[96, 96, 64], help="approximate volume size")
+    synth.add_argument("--format", help="layout: msd (default), brats2021 or brats2023; CamVid: seed (default) or "
+                       "segnet")
+    synth.add_argument("--shape", type=int, nargs=3, default=[96, 96, 64], help="BraTS: approximate volume size")
+    synth.add_argument("--size", type=int, nargs=2, metavar=("H", "W"),
+                       help="2-D image size (default: the real data's, 1280 1918 Carvana, 360 480 CamVid)")
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(func=cmd_synth)
     score = sub.add_parser("score", help="score a folder of label maps against references (BraTS Dice, HD95)")

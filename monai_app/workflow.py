@@ -93,9 +93,10 @@ def check_file(path: str | os.PathLike, what: str = "file") -> str:
 def log_summary(eval_dir: str | os.PathLike) -> dict:
     """Log the mean of every metric of an evaluation as one table; returns ``summary.json``'s content."""
     summary = json.loads((Path(eval_dir) / "summary.json").read_text())
-    lines = [f"{'metric':<10} {'mean':>9} {'median':>9} {'std':>9}  n"]
+    width = max([10, *map(len, summary)])
+    lines = [f"{'metric':<{width}} {'mean':>9} {'median':>9} {'std':>9}  n"]
     fmt = lambda v: f"{v:9.4f}" if isinstance(v, (int, float)) else f"{'n/a':>9}"
-    lines += [f"{k:<10} {fmt(v['mean'])} {fmt(v['median'])} {fmt(v['std'])}  {v['n']}" for k, v in summary.items()]
+    lines += [f"{k:<{width}} {fmt(v['mean'])} {fmt(v['median'])} {fmt(v['std'])}  {v['n']}" for k, v in summary.items()]
     logger.info("evaluation of %s:\n%s", eval_dir, "\n".join(lines))
     return summary
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,29 @@ SAMPLES = REPO.parent / "shared" / "samples"
 BRATS_BUNDLE = REPO / "bundles" / "brats_unet3d"
 
 torch.set_num_threads(max(1, torch.get_num_threads()))
+
+
+def bundle_run(run_id: str, config_file: str, cwd: Path = REPO, **overrides) -> subprocess.CompletedProcess:
+    """Run ``python -m monai.bundle run`` in a subprocess, as users do; fail with its output when it fails."""
+    cmd = [sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", config_file]
+    for key, value in overrides.items():
+        cmd += [f"--{key}", str(value)]
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    return proc
+
+
+def tb_tags(tb_dir: Path) -> tuple[set[str], set[str]]:
+    """The scalar and image tags of the TensorBoard events in ``tb_dir``."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = {"scalars": set(), "images": set()}
+    for events in tb_dir.glob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(events), size_guidance={"images": 0})
+        acc.Reload()
+        for kind in tags:
+            tags[kind] |= set(acc.Tags()[kind])
+    return tags["scalars"], tags["images"]
 
 
 @pytest.fixture(scope="session")

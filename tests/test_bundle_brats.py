@@ -10,14 +10,14 @@ from __future__ import annotations
 import csv
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 
-from conftest import BRATS_BUNDLE, REPO
+from conftest import BRATS_BUNDLE, REPO, tb_tags
+from conftest import bundle_run as run_bundle
 
 pytestmark = pytest.mark.slow
 
@@ -26,13 +26,7 @@ TINY = {"channels": "[8,16,32,64]", "num_workers": "0", "sw_batch_size": "2"}
 
 
 def bundle_run(run_id: str, config_file: str, cwd: Path = REPO, **overrides: str) -> subprocess.CompletedProcess:
-    """Run ``python -m monai.bundle run`` in a subprocess; fail with its output when it fails."""
-    cmd = [sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", config_file]
-    for key, value in {**TINY, **overrides}.items():
-        cmd += [f"--{key}", str(value)]
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
-    return proc
+    return run_bundle(run_id, config_file, cwd, **{**TINY, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -48,18 +42,6 @@ def evaluated(trained, msd_tiny) -> Path:
     configs = "['bundles/brats_unet3d/configs/train.json','bundles/brats_unet3d/configs/evaluate.json']"
     bundle_run("evaluating", configs, dataset_dir=msd_tiny, output_dir=trained)
     return trained / "eval"
-
-
-def tb_tags(tb_dir: Path) -> tuple[set[str], set[str]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    tags = {"scalars": set(), "images": set()}
-    for events in tb_dir.glob("events.out.tfevents.*"):
-        acc = EventAccumulator(str(events), size_guidance={"images": 0})
-        acc.Reload()
-        for kind in tags:
-            tags[kind] |= set(acc.Tags()[kind])
-    return tags["scalars"], tags["images"]
 
 
 def test_training_writes_the_run_folder(trained):

