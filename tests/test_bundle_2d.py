@@ -154,3 +154,10 @@ def test_camvid_ignore_void_on_the_segnet_layout(tmp_path):
     run("inference", f"{CAMVID}/inference.json", input=data / "test", output_dir=pred, ignore_void=True,
         ckpt_path=out / "models" / "model.pt")
     assert all(np.asarray(Image.open(p)).max() <= 10 for p in pred.glob("*.png"))
+
+
+def test_camvid_bundle_runs_from_inside_its_folder(camvid_real_run, tmp_path):
+    frame = CAMVID_REAL / "images_prepped_test" / "0016E5_07959.png"
+    bundle_run("inference", "configs/inference.json", cwd=REPO / CAMVID.rsplit("/", 1)[0], input=frame,
+               output_dir=tmp_path, ckpt_path=camvid_real_run / "models" / "model.pt", **TINY)
+    assert Image.open(tmp_path / "0016E5_07959.png").size == (480, 360)

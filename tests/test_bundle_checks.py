@@ -1,5 +1,5 @@
-"""MONAI-ecosystem checks of the brats_unet3d bundle: metadata schema, workflow properties, config consistency,
-and the component-name clash MONAI's short `_target_` lookup is prone to."""
+"""MONAI-ecosystem checks of every bundle: metadata schema, workflow properties, config consistency, and the
+component-name clash MONAI's short `_target_` lookup is prone to."""
 
 from __future__ import annotations
 
@@ -10,17 +10,62 @@ import pkgutil
 
 import pytest
 
-from conftest import BRATS_BUNDLE, REPO
+from conftest import BRATS_BUNDLE, REPO, SAMPLES
 
 CONFIGS = BRATS_BUNDLE / "configs"
 SCHEMA = REPO.parent / "shared" / "monai" / "meta_schema_20240725.json"
+BUNDLES = ["brats_unet3d", "carvana_unet2d", "camvid_unet2d"]
+CONTRACT_KEYS = ["dataset_dir", "output_dir", "max_epochs", "val_interval", "batch_size", "learning_rate",
+                 "num_workers", "device", "amp", "seed", "roi_size", "sw_batch_size", "overlap"]
 
 
-def test_metadata_verifies_against_the_bundle_schema():
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_metadata_verifies_against_the_bundle_schema(bundle):
     from monai.bundle import verify_metadata
 
     assert SCHEMA.is_file(), f"the shared MONAI schema is expected at {SCHEMA}"
-    verify_metadata(meta_file=str(CONFIGS / "metadata.json"), filepath=str(SCHEMA))  # raises on any violation
+    meta = REPO / "bundles" / bundle / "configs" / "metadata.json"
+    verify_metadata(meta_file=str(meta), filepath=str(SCHEMA))  # raises on any violation
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_bundle_keeps_the_contract(bundle):
+    """The override keys users and tests rely on (ARCHITECTURE.md), the files, and inference matching training."""
+    root = REPO / "bundles" / bundle
+    assert {p.name for p in (root / "configs").iterdir()} >= {"train.json", "evaluate.json", "inference.json",
+                                                              "metadata.json", "logging.conf"}
+    assert (root / "LICENSE").is_file() and (root / "docs" / "README.md").is_file()
+    train = json.loads((root / "configs" / "train.json").read_text())
+    infer = json.loads((root / "configs" / "inference.json").read_text())
+    assert [k for k in CONTRACT_KEYS if k not in train] == []
+    assert [k for k in ("input", "output_dir", "ckpt_path", "device", "amp", "num_workers", "roi_size",
+                        "sw_batch_size", "overlap") if k not in infer] == []
+    assert infer["network_def"] == train["network_def"]
+    for key in ("roi_size", "image_size", "features", "channels", "ignore_void", "num_classes", "palette", "pixdim",
+                "n4", "sw_batch_size", "overlap", "mask_outside_brain", "min_component_size"):
+        assert infer.get(key) == train.get(key), key
+
+
+@pytest.mark.parametrize("bundle", ["carvana_unet2d", "camvid_unet2d"])
+def test_2d_inference_preprocesses_images_as_validation_does(bundle):
+    root = REPO / "bundles" / bundle / "configs"
+    train = json.loads((root / "train.json").read_text())
+    infer = json.loads((root / "inference.json").read_text())
+    image_steps = [t for t in train["load_transforms"] if "image" in str(t["keys"])]
+    image_steps += train["validate"]["transforms"]
+    assert [t["_target_"] for t in infer["preprocessing"]["transforms"]] == [t["_target_"] for t in image_steps]
+
+
+def _datasets(bundle: str, msd_tiny, tmp_path):
+    """A dataset folder and an inference input for ``bundle``."""
+    if bundle == "brats_unet3d":
+        return msd_tiny, msd_tiny / "imagesTs"
+    if bundle == "carvana_unet2d":
+        from monai_app.datasets.carvana_synth import write_carvana
+
+        write_carvana(tmp_path / "carvana", cars=3, views=2, test_cars=1, size=(32, 48))
+        return tmp_path / "carvana", tmp_path / "carvana" / "test"
+    return SAMPLES / "camvid_dataset1", SAMPLES / "camvid_dataset1" / "images_prepped_test"
 
 
 @pytest.mark.parametrize(
@@ -28,25 +73,25 @@ def test_metadata_verifies_against_the_bundle_schema():
     [(["train.json"], "train"), (["train.json", "evaluate.json"], "train"), (["inference.json"], "infer")],
     ids=["train", "evaluate", "inference"],
 )
-def test_check_properties_is_empty(files, workflow_type, msd_tiny, tmp_path):
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_check_properties_is_empty(bundle, files, workflow_type, msd_tiny, tmp_path):
     from monai.bundle import ConfigWorkflow
 
-    data = {"input": str(msd_tiny / "imagesTs")} if workflow_type == "infer" else {"dataset_dir": str(msd_tiny)}
+    dataset, inputs = _datasets(bundle, msd_tiny, tmp_path)
+    data = {"input": str(inputs)} if workflow_type == "infer" else {"dataset_dir": str(dataset)}
+    configs = REPO / "bundles" / bundle / "configs"
     workflow = ConfigWorkflow(
-        config_file=[str(CONFIGS / f) for f in files], meta_file=str(CONFIGS / "metadata.json"),
-        logging_file=str(CONFIGS / "logging.conf"), workflow_type=workflow_type, output_dir=str(tmp_path), **data,
+        config_file=[str(configs / f) for f in files], meta_file=str(configs / "metadata.json"),
+        logging_file=str(configs / "logging.conf"), workflow_type=workflow_type, output_dir=str(tmp_path / "run"),
+        **data,
     )
     workflow.initialize()
     assert workflow.check_properties() == []
 
 
-def test_inference_uses_the_trained_network_and_preprocessing():
+def test_brats_inference_preprocesses_as_training_does():
     train = json.loads((CONFIGS / "train.json").read_text())
     infer = json.loads((CONFIGS / "inference.json").read_text())
-    assert infer["network_def"] == train["network_def"]
-    for key in ("channels", "roi_size", "pixdim", "n4", "sw_batch_size", "overlap", "mask_outside_brain",
-                "min_component_size"):
-        assert infer[key] == train[key], key
     image_steps = [t["_target_"] for t in train["load_transforms"] if "image" in str(t["keys"])]
     assert [t["_target_"] for t in infer["preprocessing"]["transforms"]] == image_steps
 

@@ -54,3 +54,15 @@ def test_score_writes_tables(tmp_path, capsys):
 def test_synth_rejects_an_unknown_dataset(tmp_path, capsys):
     assert main(["synth", "kitti", "--out", str(tmp_path)]) == 2
     assert "kitti" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dataset, folder", [("carvana", "train_masks"), ("camvid", "annotations_prepped_train")])
+def test_synth_writes_2d_layouts(dataset, folder, tmp_path, capsys):
+    assert main(["synth", dataset, "--out", str(tmp_path / dataset), "--cases", "2", "--size", "32", "48"]) == 0
+    assert (tmp_path / dataset / folder).is_dir()
+    assert str(tmp_path / dataset) in capsys.readouterr().out
+
+
+def test_synth_unknown_dataset_is_a_user_error(tmp_path, capsys):
+    assert main(["synth", "mnist", "--out", str(tmp_path)]) == 2
+    assert "available: brats, carvana, camvid" in capsys.readouterr().err
