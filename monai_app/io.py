@@ -36,3 +36,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def unfinished_cases(cases: list[dict], output_dir: str | os.PathLike, extension: str) -> list[dict]:
+    """The cases whose output ``<output_dir>/<case_id><extension>`` does not exist yet (to resume a folder)."""
+    import logging
+
+    todo = [c for c in cases if not (Path(output_dir) / f"{c['case_id']}{extension}").is_file()]
+    logging.getLogger(__name__).info("skipping %d case(s) already in %s", len(cases) - len(todo), output_dir)
+    return todo

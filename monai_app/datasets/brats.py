@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from monai_app.errors import DatasetError
+from monai_app.io import unfinished_cases
 
 logger = logging.getLogger(__name__)
 
@@ -274,9 +275,7 @@ def find_inputs(input_path: str | os.PathLike, output_dir: str | os.PathLike | N
     if not cases:
         raise DatasetError(f"{path}: no input images found (NIfTI, NRRD or MetaImage files, or BraTS case folders)")
     if skip_existing and output_dir is not None:
-        todo = [c for c in cases if not (Path(output_dir) / f"{c['case_id']}{extension}").is_file()]
-        logger.info("skipping %d case(s) already in %s", len(cases) - len(todo), output_dir)
-        cases = todo
+        cases = unfinished_cases(cases, output_dir, extension)
     logger.info("%s: %d case(s) to segment", path, len(cases))
     return cases
 

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from monai_app.errors import DatasetError
-from monai_app.io import atomic_write_text
+from monai_app.io import atomic_write_text, unfinished_cases
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +62,7 @@ def find_images(input_path: str | os.PathLike, output_dir: str | os.PathLike | N
     if not cases:
         raise DatasetError(f"{path}: no images found ({', '.join(IMAGE_EXTENSIONS)})")
     if skip_existing and output_dir is not None:
-        todo = [c for c in cases if not (Path(output_dir) / f"{c['case_id']}{extension}").is_file()]
-        logger.info("skipping %d image(s) already in %s", len(cases) - len(todo), output_dir)
-        cases = todo
+        cases = unfinished_cases(cases, output_dir, extension)
     logger.info("%s: %d image(s) to segment", path, len(cases))
     return cases
 

@@ -39,6 +39,31 @@ def split_ids(ids: Iterable[str], seed: int = 0, val_fraction: float = 0.1, test
     return {k: sorted(parts[k]) for k in PARTS}
 
 
+def load_saved_split(output_dir: str | os.PathLike, ids: Iterable[str]) -> dict | None:
+    """The ids per part of ``output_dir/split.json`` when it exists, else None.
+
+    Raises:
+        DatasetError: the file is not valid JSON, lacks a part, or names cases that are not among ``ids``.
+    """
+    path = Path(output_dir) / SPLIT_FILE
+    if not path.is_file():
+        return None
+    try:
+        split = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise DatasetError(f"{path}: the saved split is not valid JSON ({e})") from None
+    if not isinstance(split, dict) or not all(isinstance(split.get(k, []), list) for k in PARTS):
+        raise DatasetError(f"{path}: the saved split must be an object with lists 'train', 'validation', 'test'")
+    missing = sorted(set().union(*(split.get(k, []) for k in PARTS)) - set(ids))
+    if missing:
+        raise DatasetError(
+            f"{path}: the saved split names {len(missing)} case(s) not in the dataset (e.g. {missing[:3]}); "
+            "use a new output_dir or delete the file"
+        )
+    logger.info("reusing the split saved in %s", path)
+    return {k: split.get(k, []) for k in PARTS}
+
+
 def load_or_make_split(
     ids: Iterable[str], output_dir: str | os.PathLike, seed: int = 0, val_fraction: float = 0.1,
     test_fraction: float = 0.1,
@@ -49,23 +74,11 @@ def load_or_make_split(
         DatasetError: the saved split names cases that are not in the dataset.
     """
     ids = sorted(set(ids))
-    path = Path(output_dir) / SPLIT_FILE
-    if path.is_file():
-        try:
-            split = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise DatasetError(f"{path}: the saved split is not valid JSON ({e})") from None
-        if not isinstance(split, dict) or not all(isinstance(split.get(k, []), list) for k in PARTS):
-            raise DatasetError(f"{path}: the saved split must be an object with lists 'train', 'validation', 'test'")
-        missing = sorted(set().union(*(split.get(k, []) for k in PARTS)) - set(ids))
-        if missing:
-            raise DatasetError(
-                f"{path}: the saved split names {len(missing)} case(s) not in the dataset (e.g. {missing[:3]}); "
-                "use a new output_dir or delete the file"
-            )
-        logger.info("reusing the split saved in %s", path)
-        return {k: split.get(k, []) for k in PARTS}
+    saved = load_saved_split(output_dir, ids)
+    if saved is not None:
+        return saved
     split = split_ids(ids, seed, val_fraction, test_fraction)
-    atomic_write_text(path, json.dumps({"seed": seed, **split}, indent=1) + "\n")
-    logger.info("split %d cases: %s (saved in %s)", len(ids), {k: len(v) for k, v in split.items()}, path)
+    atomic_write_text(Path(output_dir) / SPLIT_FILE, json.dumps({"seed": seed, **split}, indent=1) + "\n")
+    logger.info("split %d cases: %s (saved in %s)", len(ids), {k: len(v) for k, v in split.items()},
+                Path(output_dir) / SPLIT_FILE)
     return split
