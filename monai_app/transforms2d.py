@@ -138,3 +138,31 @@ class WriteLabelPNGd(MapTransform):
                     Image.fromarray(colourise(ids, self.palette)).save(tmp, format="PNG")
             logger.debug("wrote %s", Path(self.output_dir) / name)
         return d
+
+
+class RandBoxBlurd(RandomizableTransform, MapTransform):
+    """Average (box) blur of 2-D images, with probability ``prob``: each pixel becomes the mean of its ``size`` x
+    ``size`` neighbourhood (edges reflected), as the seed's "average blur" augmentation.
+
+    MONAI's ``MeanFilter`` is not used: its kernel is all ones, so it sums the neighbourhood instead of averaging.
+    """
+
+    def __init__(self, keys: KeysCollection, prob: float = 0.2, size: int = 3, allow_missing_keys: bool = False) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        RandomizableTransform.__init__(self, prob)
+        self.size = size
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        import torch.nn.functional as F
+
+        d = dict(data)
+        self.randomize(None)
+        if not self._do_transform:
+            return d
+        half = self.size // 2
+        for key in self.key_iterator(d):
+            img = d[key]
+            padded = F.pad(torch.as_tensor(img, dtype=torch.float32)[None], (half, half, half, half), mode="reflect")
+            blurred = F.avg_pool2d(padded, self.size, stride=1)[0]
+            d[key] = img.clone().copy_(blurred) if isinstance(img, torch.Tensor) else blurred.numpy()
+        return d

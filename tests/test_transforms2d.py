@@ -74,3 +74,14 @@ def test_panel_shows_photo_reference_and_prediction_at_the_photo_size():
     assert panel.shape == (8, 24, 3) and panel.dtype == np.uint8
     assert panel[0, 8:16].min() == 255 and panel[7, 8:16].max() == 0  # reference: top white
     assert panel[0, 16:].max() == 0 and panel[7, 16:].min() == 255  # prediction: bottom white
+
+
+def test_box_blur_averages_and_keeps_flat_images_flat():
+    from monai_app.transforms2d import RandBoxBlurd
+
+    spike = torch.zeros(3, 5, 5)
+    spike[:, 2, 2] = 9.0
+    out = RandBoxBlurd("image", prob=1.0)({"image": spike})["image"]
+    assert torch.allclose(out[:, 1:4, 1:4], torch.ones(3, 3, 3)) and float(out.sum()) == pytest.approx(27.0)
+    flat = torch.full((3, 6, 7), 0.4)
+    assert torch.allclose(RandBoxBlurd("image", prob=1.0)({"image": flat})["image"], flat)  # edges not darkened
