@@ -134,11 +134,12 @@ def _class_ids(x: np.ndarray) -> np.ndarray:
 
 
 def label_panel(image: np.ndarray, label: np.ndarray | None, pred: np.ndarray, palette: Sequence[Sequence[int]],
-                min_height: int = 128) -> np.ndarray:
+                min_height: int = 128, max_height: int = 320) -> np.ndarray:
     """An RGB uint8 picture of a 2-D case: the photo | reference | prediction, labels in the palette's colours.
 
     ``image`` is (3, h, w) in [0, 1] (or 0-255); ``label`` and ``pred`` may be at another size (the original
-    photo's): they are resampled to the image's size.
+    photo's, when the image was resized without padding): they are resampled to the image's size. The picture is
+    enlarged (nearest) to at least ``min_height`` or thinned to at most ``max_height`` rows.
     """
     from monai_app.transforms2d import colourise
 
@@ -146,6 +147,9 @@ def label_panel(image: np.ndarray, label: np.ndarray | None, pred: np.ndarray, p
     rgb = np.clip(rgb * (255.0 if rgb.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
     tiles = [rgb] + [colourise(_nearest(_class_ids(x), rgb.shape[:2]), palette) for x in (label, pred) if x is not None]
     panel = np.concatenate(tiles, axis=1)
+    step = -(-panel.shape[0] // max_height)
+    if step > 1:
+        return np.ascontiguousarray(panel[::step, ::step])
     scale = max(1, -(-min_height // panel.shape[0]))
     return panel.repeat(scale, axis=0).repeat(scale, axis=1)
 

@@ -85,3 +85,9 @@ def test_box_blur_averages_and_keeps_flat_images_flat():
     assert torch.allclose(out[:, 1:4, 1:4], torch.ones(3, 3, 3)) and float(out.sum()) == pytest.approx(27.0)
     flat = torch.full((3, 6, 7), 0.4)
     assert torch.allclose(RandBoxBlurd("image", prob=1.0)({"image": flat})["image"], flat)  # edges not darkened
+
+
+def test_panel_of_a_large_photo_is_thinned():
+    panel = label_panel(np.zeros((3, 1280, 1918)), np.zeros((1, 1280, 1918)), np.zeros((1, 1280, 1918)),
+                        palette=[(0, 0, 0), (255, 255, 255)])
+    assert panel.shape == (320, 1439, 3)
