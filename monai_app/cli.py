@@ -110,13 +110,34 @@ def _synth_camvid(args) -> str:
     return f"{sum(map(len, ids.values()))} synthetic CamVid images ({layout} layout)"
 
 
+def _synth_voc(args) -> str:
+    from monai_app.datasets.voc_synth import write_voc
+
+    n = args.cases or 24
+    ids = write_voc(args.out, train=n, val=max(1, n // 3), seed=args.seed, size=tuple(args.size or (375, 500)),
+                    progress=True)
+    return f"{sum(map(len, ids.values()))} synthetic Pascal VOC images (train.txt {len(ids['train'])}, val.txt " \
+           f"{len(ids['val'])})"
+
+
+def _synth_ccp(args) -> str:
+    from monai_app.datasets.ccp_synth import write_ccp
+
+    n = args.cases or 24
+    ids = write_ccp(args.out, pixel_level=n, image_level=args.test_cases, seed=args.seed,
+                    size=tuple(args.size or (832, 550)), progress=True)
+    return f"{len(ids)} synthetic Clothing Co-Parsing photos with pixel-level labels (+{args.test_cases} tags only)"
+
+
 SYNTH = {"brats": _synth_brats, "brats_unet3d": _synth_brats, "carvana": _synth_carvana,
-         "carvana_unet2d": _synth_carvana, "camvid": _synth_camvid, "camvid_unet2d": _synth_camvid}
+         "carvana_unet2d": _synth_carvana, "camvid": _synth_camvid, "camvid_unet2d": _synth_camvid, "voc": _synth_voc, "voc_unet2d": _synth_voc,
+         "ccp": _synth_ccp, "ccp_unet2d": _synth_ccp}
 
 
 def cmd_synth(args, extra):
     if args.dataset not in SYNTH:
-        raise UserInputError(f"no synthetic writer for {args.dataset!r}; available: brats, carvana, camvid")
+        names = ", ".join(n for n in SYNTH if "_" not in n)
+        raise UserInputError(f"no synthetic writer for {args.dataset!r}; available: {names}")
     what = SYNTH[args.dataset](args)
     print(f"wrote {what} to {Path(args.out).resolve()}")
     return 0
@@ -180,16 +201,17 @@ def build_parser() -> argparse.ArgumentParser:
         ("--output-dir", str, "where <case_id>.nii.gz (3-D) or <case_id>.png (2-D) label maps are written"), ("--ckpt", str, "checkpoint"),
         ("--device", str, "cpu, cuda or cuda:N"), ("--dataset-format", str, "label convention to write")])
     synth = sub.add_parser("synth", help="write a synthetic dataset in a real on-disk layout")
-    synth.add_argument("dataset", help="brats, carvana or camvid (or a bundle name)")
+    synth.add_argument("dataset", help="brats, carvana, camvid, voc or ccp (or a bundle name)")
     synth.add_argument("--out", required=True, help="folder to write")
     synth.add_argument("--cases", type=int, help="labelled cases: BraTS cases (default 8), Carvana cars of 16 views "
-                       "(default 4), CamVid training images (default 24)")
-    synth.add_argument("--test-cases", type=int, default=2, help="unlabelled cases (default 2)")
+                       "(default 4), CamVid / VOC training images, CCP pixel-level photos (default 24)")
+    synth.add_argument("--test-cases", type=int, default=2, help="unlabelled cases (default 2; CCP: photos with "
+                       "image-level tags only)")
     synth.add_argument("--format", help="layout: msd (default), brats2021 or brats2023; CamVid: seed (default) or "
                        "segnet")
     synth.add_argument("--shape", type=int, nargs=3, default=[96, 96, 64], help="BraTS: approximate volume size")
     synth.add_argument("--size", type=int, nargs=2, metavar=("H", "W"),
-                       help="2-D image size (default: the real data's, 1280 1918 Carvana, 360 480 CamVid)")
+                       help="2-D image size (default: the real data's: 1280 1918 Carvana, 360 480 CamVid, 375 500 VOC, 832 550 CCP)")
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(func=cmd_synth)
     score = sub.add_parser("score", help="score a folder of label maps against references (BraTS Dice, HD95)")

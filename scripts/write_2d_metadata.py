@@ -70,8 +70,46 @@ CAMVID = metadata(
     "first release: the seed's 2D UNet, seed and SegNet layouts, 12- or 11-class (ignore void) training and scoring",
     "RGB frame, 3 channels scaled from 0-255 to 0-1, resized to 128x128")
 
+VOC_NAMES = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+             "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor"]
+VOC = metadata(
+    "Pascal VOC 2012 2D UNet", "Semantic segmentation of photos into the 20 Pascal VOC object classes and background",
+    "The seed's UNet (MONAI BasicUNet: two 3x3 conv + batch norm + ReLU and a 2x2 max-pool per contracting step, "
+    "channels doubling 64-1024; transposed-conv expanding steps, concatenation, two 3x3 convs; a final 1x1 conv to "
+    "21 classes: 23 conv layers). Photos of any size are resized (longest side to image_size, default 256) and padded "
+    "to a square; the loss is 0.75 Tversky + 0.25 cross-entropy with the 255 boundary/void label ignored; "
+    "predictions are resized back to the photo and written as palette PNGs with the VOC colormap.",
+    "Pascal VOC 2012 (http://host.robots.ox.ac.uk/pascal/VOC/voc2012/), VOCdevkit/VOC2012 with "
+    "ImageSets/Segmentation",
+    ", ".join(f"{i} {n}" for i, n in enumerate(VOC_NAMES)) + ", 255 void/boundary (ignored)",
+    "21 channels of class scores (softmax) in class-index order", {str(i): n for i, n in enumerate(VOC_NAMES)},
+    ["Everingham, M. et al. The PASCAL Visual Object Classes Challenge: A Retrospective. IJCV (2015)",
+     "Salehi, S. S. M. et al. Tversky loss function for image segmentation using 3D fully convolutional deep "
+     "networks. MLMI (2017)", UNET],
+    "first release: the seed's 2D UNet and Tversky + CE loss, official splits, 255 ignored everywhere",
+    "RGB photo, 3 channels scaled from 0-255 to 0-1, longest side resized to image_size and padded to a square")
+
+CCP_NAMES = ["background", "hair", "skin", "accessories", "hat", "coat", "shirt", "trousers", "dress", "skirt",
+             "underwear", "socks", "scarf/tie", "shoes"]
+CCP = metadata(
+    "Clothing Co-Parsing 2D UNet", "Clothing segmentation of fashion photos into 14 garment classes",
+    "A 2D UNet (MONAI BasicUNet, filters 64-1024, batch norm, ReLU) on photos resized to 320x208 (H x W), the seed's "
+    "set-up: the 1004 pixel-level images split 704/100/200 with a seed, augmentation by horizontal flip, noise, "
+    "average blur, horizontal shift and rotation, cross-entropy with optional inverse-frequency class weights for "
+    "the rare classes. The 59 fine tags are grouped into 14 classes by configs/ccp_59_to_14.json, a data file that "
+    "can be edited without code changes. Predictions are resized back to the photo and written as palette PNGs.",
+    "Clothing Co-Parsing dataset (https://github.com/bearpaw/clothing-co-parsing), photos/ and "
+    "annotations/pixel-level/*.mat",
+    ", ".join(f"{i} {n}" for i, n in enumerate(CCP_NAMES)) + " (grouped from the 59 tags of label_list.mat)",
+    "14 channels of class scores (softmax) in class order", {str(i): n for i, n in enumerate(CCP_NAMES)},
+    ["Yang, W., Luo, P. and Lin, L. Clothing Co-Parsing by Joint Image Segmentation and Labeling. CVPR (2014)", UNET],
+    "first release: 2D UNet, 59 -> 14 class grouping as a data file, seed's 704/100/200 split and augmentation, "
+    "dataset-level and per-image (seed) IoU and precision",
+    "RGB photo, 3 channels scaled from 0-255 to 0-1, resized to 320x208 (H x W)")
+
 if __name__ == "__main__":
-    for bundle, meta in (("carvana_unet2d", CARVANA), ("camvid_unet2d", CAMVID)):
+    for bundle, meta in (("carvana_unet2d", CARVANA), ("camvid_unet2d", CAMVID), ("voc_unet2d", VOC),
+                         ("ccp_unet2d", CCP)):
         path = BUNDLES / bundle / "configs" / "metadata.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(meta, indent=4) + "\n")

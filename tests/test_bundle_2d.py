@@ -161,3 +161,90 @@ def test_camvid_bundle_runs_from_inside_its_folder(camvid_real_run, tmp_path):
     bundle_run("inference", "configs/inference.json", cwd=REPO / CAMVID.rsplit("/", 1)[0], input=frame,
                output_dir=tmp_path, ckpt_path=camvid_real_run / "models" / "model.pt", **TINY)
     assert Image.open(tmp_path / "0016E5_07959.png").size == (480, 360)
+
+
+# -------------------------------------------------------------------------------------------------- Pascal VOC
+VOC = "bundles/voc_unet2d/configs"
+VOC_REAL = SAMPLES / "VOCdevkit"
+
+
+@pytest.fixture(scope="module")
+def voc_run(tmp_path_factory) -> tuple[Path, Path]:
+    from monai_app.datasets.voc_synth import write_voc
+
+    data = tmp_path_factory.mktemp("voc")
+    write_voc(data, train=8, val=3, size=(72, 96), seed=1)
+    out = tmp_path_factory.mktemp("voc_run")
+    run("training", f"{VOC}/train.json", dataset_dir=data, output_dir=out, max_epochs=2)
+    run("evaluating", evaluate_configs(VOC), dataset_dir=data, output_dir=out)
+    return data, out
+
+
+def test_voc_trains_on_the_official_splits_and_reports_dice_and_iou(voc_run):
+    data, out = voc_run
+    split = json.loads((out / "split.json").read_text())
+    official_val = (data / "VOCdevkit/VOC2012/ImageSets/Segmentation/val.txt").read_text().split()
+    assert split["test"] == sorted(official_val) and not set(split["train"]) & set(split["validation"])
+    scalars, images = tb_tags(out / "tb")
+    assert {"train/loss", "val_miou", "val_mean_dice", "val_iou_person", "val_iou_background"} <= scalars
+    assert "val/image_reference_prediction" in images
+    header = read_csv(out / "eval" / "per_case.csv")[0]
+    assert "iou_tvmonitor" in header and "dice_aeroplane" in header and len(header) == 3 + 2 * 21
+    labels = [np.asarray(Image.open(data / f"VOCdevkit/VOC2012/SegmentationClass/{i}.png")) for i in official_val]
+    matrix = np.array([r[1:] for r in read_csv(out / "eval" / "confusion_matrix.csv")[1:]], dtype=np.int64)
+    assert matrix.shape == (21, 21) and matrix.sum() == sum(int((lab != 255).sum()) for lab in labels)  # 255 ignored
+
+
+def test_voc_scores_and_segments_the_real_sample(voc_run, tmp_path):
+    """Evaluation on the real sample ignores its 255 outlines; inference writes a VOC palette PNG at its size."""
+    from monai_app.datasets.voc import PALETTE
+
+    _, out = voc_run
+    ckpt = out / "models" / "model.pt"
+    run("evaluating", evaluate_configs(VOC), dataset_dir=VOC_REAL, output_dir=tmp_path / "eval_run", ckpt_path=ckpt)
+    label = np.asarray(Image.open(VOC_REAL / "VOC2012/SegmentationClass/2007_000063.png"))
+    matrix = np.array([r[1:] for r in read_csv(tmp_path / "eval_run/eval/confusion_matrix.csv")[1:]], dtype=np.int64)
+    assert matrix.sum() == int((label != 255).sum()) and matrix[[0, 9, 12]].sum() == matrix.sum()
+    run("inference", f"{VOC}/inference.json", input=VOC_REAL / "VOC2012/JPEGImages", output_dir=tmp_path / "pred",
+        ckpt_path=ckpt)
+    pred = Image.open(tmp_path / "pred" / "2007_000063.png")
+    assert pred.mode == "P" and pred.size == (500, 375) and np.asarray(pred).max() <= 20
+    assert pred.getpalette()[: 21 * 3] == [c for colour in PALETTE[:21] for c in colour]
+
+
+# ------------------------------------------------------------------------------------------ Clothing Co-Parsing
+CCP = "bundles/ccp_unet2d/configs"
+CCP_TINY = {"roi_size": "[64,48]"}
+
+
+def test_ccp_trains_with_class_weights_and_reports_both_iou_definitions(tmp_path):
+    from monai_app.datasets.ccp_synth import write_ccp
+
+    data = tmp_path / "ccp"
+    write_ccp(data, pixel_level=10, image_level=2, size=(96, 64), seed=3)
+    out = tmp_path / "run"
+    proc = run("training", f"{CCP}/train.json", dataset_dir=data, output_dir=out, max_epochs=1, class_weighting=True,
+               **CCP_TINY)
+    assert "2 photo(s) have image-level tags only" in proc.stdout + proc.stderr
+    assert "class pixel counts over" in proc.stdout + proc.stderr
+    run("evaluating", evaluate_configs(CCP), dataset_dir=data, output_dir=out, **CCP_TINY)
+    header, *rows = read_csv(out / "eval" / "class_scores.csv")
+    assert header == ["class", "pixels", "iou", "dice", "precision", "recall", "image_mean_iou",
+                      "image_mean_precision", "images"]
+    assert [r[0] for r in rows] == ["background", "hair", "skin", "accessories", "hat", "coat", "shirt", "trousers",
+                                    "dress", "skirt", "underwear", "socks", "scarf/tie", "shoes", "mean"]
+    assert sum(len(v) for v in json.loads((out / "split.json").read_text()).values() if isinstance(v, list)) == 10
+
+
+def test_ccp_segments_the_real_photos_with_the_trained_grouping(tmp_path):
+    """The real sample photos (550 wide, portrait) give palette PNGs of the 14 classes at their own size."""
+    from monai_app.datasets.ccp_synth import write_ccp
+
+    data = tmp_path / "ccp"
+    write_ccp(data, pixel_level=4, image_level=0, size=(96, 64), seed=1)
+    run("training", f"{CCP}/train.json", dataset_dir=data, output_dir=tmp_path / "run", max_epochs=1, **CCP_TINY)
+    run("inference", f"{CCP}/inference.json", input=SAMPLES / "ccp" / "photos", output_dir=tmp_path / "pred",
+        ckpt_path=tmp_path / "run" / "models" / "model.pt", **CCP_TINY)
+    for photo in sorted((SAMPLES / "ccp" / "photos").glob("*.jpg")):
+        pred = Image.open(tmp_path / "pred" / f"{photo.stem}.png")
+        assert pred.mode == "P" and pred.size == Image.open(photo).size and np.asarray(pred).max() < 14

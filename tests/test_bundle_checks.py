@@ -14,7 +14,7 @@ from conftest import BRATS_BUNDLE, REPO, SAMPLES
 
 CONFIGS = BRATS_BUNDLE / "configs"
 SCHEMA = REPO.parent / "shared" / "monai" / "meta_schema_20240725.json"
-BUNDLES = ["brats_unet3d", "carvana_unet2d", "camvid_unet2d"]
+BUNDLES = ["brats_unet3d", "carvana_unet2d", "camvid_unet2d", "voc_unet2d", "ccp_unet2d"]
 CONTRACT_KEYS = ["dataset_dir", "output_dir", "max_epochs", "val_interval", "batch_size", "learning_rate",
                  "num_workers", "device", "amp", "seed", "roi_size", "sw_batch_size", "overlap"]
 
@@ -46,7 +46,7 @@ def test_bundle_keeps_the_contract(bundle):
         assert infer.get(key) == train.get(key), key
 
 
-@pytest.mark.parametrize("bundle", ["carvana_unet2d", "camvid_unet2d"])
+@pytest.mark.parametrize("bundle", ["carvana_unet2d", "camvid_unet2d", "voc_unet2d", "ccp_unet2d"])
 def test_2d_inference_preprocesses_images_as_validation_does(bundle):
     root = REPO / "bundles" / bundle / "configs"
     train = json.loads((root / "train.json").read_text())
@@ -65,6 +65,13 @@ def _datasets(bundle: str, msd_tiny, tmp_path):
 
         write_carvana(tmp_path / "carvana", cars=3, views=2, test_cars=1, size=(32, 48))
         return tmp_path / "carvana", tmp_path / "carvana" / "test"
+    if bundle == "voc_unet2d":
+        return SAMPLES / "VOCdevkit", SAMPLES / "VOCdevkit" / "VOC2012" / "JPEGImages"
+    if bundle == "ccp_unet2d":
+        from monai_app.datasets.ccp_synth import write_ccp
+
+        write_ccp(tmp_path / "ccp", pixel_level=4, image_level=1, size=(48, 32))
+        return tmp_path / "ccp", SAMPLES / "ccp" / "photos"
     return SAMPLES / "camvid_dataset1", SAMPLES / "camvid_dataset1" / "images_prepped_test"
 
 
@@ -83,7 +90,7 @@ def test_check_properties_is_empty(bundle, files, workflow_type, msd_tiny, tmp_p
     workflow = ConfigWorkflow(
         config_file=[str(configs / f) for f in files], meta_file=str(configs / "metadata.json"),
         logging_file=str(configs / "logging.conf"), workflow_type=workflow_type, output_dir=str(tmp_path / "run"),
-        **data,
+        bundle_root=str(configs.parent), **data,
     )
     workflow.initialize()
     assert workflow.check_properties() == []

@@ -56,7 +56,9 @@ def test_synth_rejects_an_unknown_dataset(tmp_path, capsys):
     assert "kitti" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("dataset, folder", [("carvana", "train_masks"), ("camvid", "annotations_prepped_train")])
+@pytest.mark.parametrize("dataset, folder", [("carvana", "train_masks"), ("camvid", "annotations_prepped_train"),
+                                             ("voc", "VOCdevkit/VOC2012/SegmentationClass"),
+                                             ("ccp", "annotations/pixel-level")])
 def test_synth_writes_2d_layouts(dataset, folder, tmp_path, capsys):
     assert main(["synth", dataset, "--out", str(tmp_path / dataset), "--cases", "2", "--size", "32", "48"]) == 0
     assert (tmp_path / dataset / folder).is_dir()
@@ -65,4 +67,4 @@ def test_synth_writes_2d_layouts(dataset, folder, tmp_path, capsys):
 
 def test_synth_unknown_dataset_is_a_user_error(tmp_path, capsys):
     assert main(["synth", "mnist", "--out", str(tmp_path)]) == 2
-    assert "available: brats, carvana, camvid" in capsys.readouterr().err
+    assert "available: brats, carvana, camvid, voc, ccp" in capsys.readouterr().err
