@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO ?= demo
 
-.PHONY: install test demo demo-carvana demo-camvid clean
+.PHONY: install test demo demo-carvana demo-camvid demo-voc demo-ccp clean
 
 install: $(STAMP)
 
@@ -63,6 +63,26 @@ demo-camvid: $(STAMP)
 	@echo; column -s, -t < $(DEMO)/camvid_run/eval/class_scores.csv
 	@echo "TensorBoard: $(VENV)/bin/tensorboard --logdir $(DEMO)/camvid_run/tb"
 	@echo "Label and colour PNGs: $(DEMO)/camvid_predictions/"
+
+demo-voc: $(STAMP)
+	$(VENV)/bin/monai-app synth voc --out $(DEMO)/voc --cases 96 --size 188 250
+	$(VENV)/bin/monai-app train voc_unet2d --dataset-dir $(DEMO)/voc --output-dir $(DEMO)/voc_run \
+		--max-epochs 60 --val_interval 5 --image_size 128 $(SMALL_UNET) --cache_rate 1.0 --num_workers 2
+	$(VENV)/bin/monai-app evaluate voc_unet2d --dataset-dir $(DEMO)/voc --output-dir $(DEMO)/voc_run \
+		--image_size 128 $(SMALL_UNET) --num_workers 2
+	$(VENV)/bin/monai-app infer voc_unet2d --input $(DEMO)/voc/VOCdevkit/VOC2012/JPEGImages \
+		--output-dir $(DEMO)/voc_predictions --ckpt $(DEMO)/voc_run/models/model.pt --image_size 128 $(SMALL_UNET)
+	@echo; column -s, -t < $(DEMO)/voc_run/eval/class_scores.csv
+
+demo-ccp: $(STAMP)
+	$(VENV)/bin/monai-app synth ccp --out $(DEMO)/ccp --cases 96 --test-cases 8 --size 416 275
+	$(VENV)/bin/monai-app train ccp_unet2d --dataset-dir $(DEMO)/ccp --output-dir $(DEMO)/ccp_run \
+		--max-epochs 60 --val_interval 5 --roi_size "[160,112]" $(SMALL_UNET) --cache_rate 1.0 --num_workers 2
+	$(VENV)/bin/monai-app evaluate ccp_unet2d --dataset-dir $(DEMO)/ccp --output-dir $(DEMO)/ccp_run \
+		--roi_size "[160,112]" $(SMALL_UNET) --num_workers 2
+	$(VENV)/bin/monai-app infer ccp_unet2d --input $(DEMO)/ccp/photos --output-dir $(DEMO)/ccp_predictions \
+		--ckpt $(DEMO)/ccp_run/models/model.pt --roi_size "[160,112]" $(SMALL_UNET)
+	@echo; column -s, -t < $(DEMO)/ccp_run/eval/class_scores.csv
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache
