@@ -107,9 +107,33 @@ CCP = metadata(
     "dataset-level and per-image (seed) IoU and precision",
     "RGB photo, 3 channels scaled from 0-255 to 0-1, resized to 320x208 (H x W)")
 
+# The on-disk layouts each loader reads, shown by `monai-app list` (inserted after data_type).
+LAYOUTS = {
+    "carvana_unet2d": ["Kaggle: train/<car>_<view>.jpg, train_masks/<car>_<view>_mask.gif (or train_masks.csv: "
+                       "run-length encoded), test/*.jpg"],
+    "camvid_unet2d": ["seed (dataset1): images_prepped_{train,test}/*.png, annotations_prepped_{train,test}/*.png "
+                      "(ids 0-11)", "SegNet: train/ trainannot/ val/ valannot/ test/ testannot/ (*.png, ids 0-11)"],
+    "voc_unet2d": ["VOCdevkit/VOC2012/: JPEGImages/*.jpg, SegmentationClass/*.png (palette indices, 255 void), "
+                   "ImageSets/Segmentation/{train,val}.txt"],
+    "ccp_unet2d": ["Clothing Co-Parsing: photos/*.jpg, annotations/pixel-level/*.mat (groundtruth: 59 tags), "
+                   "annotations/image-level/*.mat, label_list.mat"],
+}
+
+
+def with_layouts(meta: dict, layouts: list[str]) -> dict:
+    """``meta`` with ``data_layouts`` right after ``data_type``."""
+    out = {}
+    for key, value in meta.items():
+        out[key] = value
+        if key == "data_type":
+            out["data_layouts"] = layouts
+    return out
+
+
 if __name__ == "__main__":
     for bundle, meta in (("carvana_unet2d", CARVANA), ("camvid_unet2d", CAMVID), ("voc_unet2d", VOC),
                          ("ccp_unet2d", CCP)):
+        meta = with_layouts({k: v for k, v in meta.items() if k != "data_layouts"}, LAYOUTS[bundle])
         path = BUNDLES / bundle / "configs" / "metadata.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(meta, indent=4) + "\n")

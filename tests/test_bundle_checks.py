@@ -172,3 +172,66 @@ def test_seed_recipe_layer_swaps_loss_optimizer_and_batch(msd_tiny, tmp_path):
     assert type(_parsed(files, "loss", **kw)).__name__ == "BCEWithLogitsLoss"
     assert type(_parsed(files, "optimizer", **kw)).__name__ == "Adadelta"
     assert _parsed(files, "train#dataloader#batch_size", **kw) == 4
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_network_input_and_output_match_the_metadata(bundle, tmp_path):
+    """``python -m monai.bundle verify_net_in_out`` with the network metadata.json describes, and a metadata file
+    that misstates the output channels is caught (so the check can fail)."""
+    import shutil
+
+    from monai.bundle import verify_net_in_out
+
+    root = REPO / "bundles" / bundle
+    kw = {"net_id": "network_def", "config_file": str(root / "configs" / "inference.json"),
+          "bundle_root": str(root), "n": 2}
+    verify_net_in_out(meta_file=str(root / "configs" / "metadata.json"), **kw)
+    meta = json.loads((root / "configs" / "metadata.json").read_text())
+    meta["network_data_format"]["outputs"]["pred"]["num_channels"] += 1
+    wrong = tmp_path / "metadata.json"
+    wrong.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="channel"):
+        verify_net_in_out(meta_file=str(wrong), **kw)
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_bundle_copied_on_its_own_assumes_no_path_outside_it(bundle, msd_tiny, tmp_path):
+    """A bundle folder copied elsewhere (as users copy model-zoo bundles) still resolves every config, with its own
+    folder as bundle_root; no config mentions a path outside the bundle."""
+    import shutil
+
+    from monai.bundle import ConfigWorkflow
+
+    copy = tmp_path / "elsewhere" / bundle
+    shutil.copytree(REPO / "bundles" / bundle, copy, ignore=shutil.ignore_patterns("models", "runs"))
+    for config in (copy / "configs").glob("*.json"):
+        text = config.read_text()
+        assert "../" not in text and str(REPO) not in text and "bundles/" not in text, config.name
+    dataset, inputs = _datasets(bundle, msd_tiny, tmp_path)
+    for files, kind, data in ((["train.json"], "train", {"dataset_dir": str(dataset)}),
+                              (["inference.json"], "infer", {"input": str(inputs)})):
+        workflow = ConfigWorkflow(
+            config_file=[str(copy / "configs" / f) for f in files], meta_file=str(copy / "configs" / "metadata.json"),
+            logging_file=str(copy / "configs" / "logging.conf"), workflow_type=kind,
+            output_dir=str(tmp_path / "run"), bundle_root=str(copy), **data)
+        workflow.initialize()
+        assert workflow.check_properties() == []
+        assert workflow.parser.get_parsed_content("bundle_root") == str(copy)
+
+
+def test_a_copied_bundle_trains_and_infers_from_its_own_folder(tmp_path):
+    """The whole round trip from a copy of the CamVid bundle outside the repository, run from inside the copy."""
+    import shutil
+
+    from conftest import bundle_run
+
+    copy = tmp_path / "camvid_unet2d"
+    shutil.copytree(REPO / "bundles" / "camvid_unet2d", copy)
+    tiny = {"features": "[8,16,16,32,32,8]", "num_workers": 0, "batch_size": 4, "max_epochs": 1, "val_interval": 1}
+    bundle_run("training", "configs/train.json", cwd=copy, dataset_dir=SAMPLES / "camvid_dataset1",
+               output_dir=tmp_path / "run", **tiny)
+    frame = SAMPLES / "camvid_dataset1" / "images_prepped_test" / "0016E5_07959.png"
+    bundle_run("inference", "configs/inference.json", cwd=copy, input=frame, output_dir=tmp_path / "pred",
+               ckpt_path=tmp_path / "run" / "models" / "model.pt", features=tiny["features"])
+    assert (tmp_path / "pred" / "0016E5_07959.png").is_file()
