@@ -3,6 +3,7 @@
 - :class:`MetricColumns`: per-case, per-channel metric details -> named columns (``dice_wt`` ...): their means become
   engine metrics (so TensorBoard and the stats logger show them), and evaluation writes ``per_case.csv``.
 - :class:`SegmentationPanels`: a picture per validation: image | reference | prediction, in TensorBoard.
+- :class:`CaseSnapshots`: the same picture for every evaluated case, as ``<case_id>.png`` (the run report shows them).
 - :class:`ProgressDisplay`: Ignite's tqdm progress bar with the running loss, hidden when output is not a terminal.
 """
 
@@ -90,8 +91,12 @@ REGION_COLOURS = np.array([[0, 200, 0], [220, 40, 40], [255, 230, 0]], dtype=np.
 
 
 def _gray(slice_: np.ndarray) -> np.ndarray:
-    lo, hi = np.percentile(slice_, [0.5, 99.5]) if slice_.size else (0.0, 1.0)
-    g = np.clip((slice_ - lo) / max(hi - lo, 1e-6), 0, 1) * 255
+    """An MRI slice as RGB gray levels, windowed on the brain; the background (exactly 0 outside the brain after
+    the bundles' non-zero normalisation) is black, so every case looks alike."""
+    brain = slice_ != 0
+    lo, hi = np.percentile(slice_[brain], [0.5, 99.5]) if brain.any() else (0.0, 1.0)
+    lo = min(lo, hi - 1e-3)  # a uniform brain shows white
+    g = np.clip((slice_ - lo) / (hi - lo), 0, 1) * 255 * brain
     return np.repeat(g[..., None], 3, axis=-1)
 
 
@@ -119,6 +124,35 @@ def region_panel(image: np.ndarray, label: np.ndarray | None, pred: np.ndarray, 
     return panel.repeat(scale, axis=0).repeat(scale, axis=1).astype(np.uint8)
 
 
+def _tumour_centre(label: np.ndarray | None, pred: np.ndarray, shape: Sequence[int]) -> tuple[int, ...]:
+    """The centre (voxel indices) of the reference's whole tumour, else the prediction's, else of the volume."""
+    for regions in (label, pred):
+        if regions is not None and regions[0].any():
+            return tuple(int(round(c)) for c in np.argwhere(regions[0] > 0.5).mean(0))
+    return tuple(n // 2 for n in shape)
+
+
+def orthogonal_panel(image: np.ndarray, label: np.ndarray | None, pred: np.ndarray, channel: int = 0,
+                     min_row_height: int = 128) -> np.ndarray:
+    """An RGB uint8 picture of a 3-D case in three rows (axial, coronal, sagittal slices through the tumour centre),
+    each row image channel | reference overlay | prediction overlay, enlarged (nearest) to ``min_row_height``.
+
+    ``image`` is (C, H, W, D); ``label`` (or None) and ``pred`` are (3, H, W, D) nested WT/TC/ET region masks.
+    """
+    x, y, z = _tumour_centre(label, pred, image.shape[1:])
+    cuts = ((slice(None), slice(None), z), (slice(None), y, slice(None)), (x, slice(None), slice(None)))
+    rows = []
+    for cut in cuts:  # rot90: anterior-up (axial) and superior-up (coronal, sagittal) display of RAS arrays
+        base = _gray(image[(channel, *cut)])
+        tiles = [base] + [overlay_regions(base, r[(slice(None), *cut)]) for r in (label, pred) if r is not None]
+        rows.append(np.concatenate([np.rot90(t) for t in tiles], axis=1))
+    scale = max(1, -(-min_row_height // min(r.shape[0] for r in rows)))
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 2), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]  # white gaps
+    panel = np.concatenate(rows)[:-2]
+    return panel.repeat(scale, axis=0).repeat(scale, axis=1).astype(np.uint8)
+
+
 def _nearest(ids: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     """Nearest-neighbour resampling of a 2-D array to ``shape``."""
     rows = (np.arange(shape[0]) * ids.shape[0] // shape[0]).clip(0, ids.shape[0] - 1)
@@ -135,7 +169,8 @@ def _class_ids(x: np.ndarray) -> np.ndarray:
 
 def label_panel(image: np.ndarray, label: np.ndarray | None, pred: np.ndarray, palette: Sequence[Sequence[int]],
                 min_height: int = 128, max_height: int = 320) -> np.ndarray:
-    """An RGB uint8 picture of a 2-D case: the photo | reference | prediction, labels in the palette's colours.
+    """An RGB uint8 picture of a 2-D case: the photo | reference | prediction (2-pixel grey gaps between them),
+    labels in the palette's colours.
 
     ``image`` is (3, h, w) in [0, 1] (or 0-255); ``label`` and ``pred`` may be at another size (the original
     photo's, when the image was resized without padding): they are resampled to the image's size. The picture is
@@ -146,7 +181,8 @@ def label_panel(image: np.ndarray, label: np.ndarray | None, pred: np.ndarray, p
     rgb = np.moveaxis(np.asarray(image, dtype=np.float32)[:3], 0, -1)
     rgb = np.clip(rgb * (255.0 if rgb.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
     tiles = [rgb] + [colourise(_nearest(_class_ids(x), rgb.shape[:2]), palette) for x in (label, pred) if x is not None]
-    panel = np.concatenate(tiles, axis=1)
+    gap = np.full((rgb.shape[0], 2, 3), 200, dtype=np.uint8)  # light-grey separators, so black tiles do not merge
+    panel = np.concatenate([part for tile in tiles for part in (gap, tile)][1:], axis=1)
     step = -(-panel.shape[0] // max_height)
     if step > 1:
         return np.ascontiguousarray(panel[::step, ::step])
@@ -192,6 +228,41 @@ class SegmentationPanels:
         rows = [np.pad(p, ((0, 2), (0, width - p.shape[1]), (0, 0))) for p in self._panels]  # 2-pixel gaps
         self.writer.add_image(self.tag, np.concatenate(rows)[:-2], engine.state.epoch, dataformats="HWC")
         self.writer.flush()
+
+
+class CaseSnapshots:
+    """Write image | reference | prediction of every evaluated case to ``<output_dir>/<case_id>.png``.
+
+    Args:
+        panel_fn: builds an RGB uint8 (H, W, 3) array from ``(image, label or None, pred)`` numpy arrays
+            (:func:`orthogonal_panel` for 3-D BraTS, :func:`label_panel` with a palette for 2-D).
+        output_dir: folder of the pictures (created when needed).
+        image_key, label_key, pred_key: the keys of the (decollated) engine output.
+        case_key: the key of the (decollated) batch that names each case.
+    """
+
+    def __init__(self, panel_fn: Callable, output_dir: str, image_key: str = "image", label_key: str = "label",
+                 pred_key: str = "pred", case_key: str = "case_id") -> None:
+        self.panel_fn, self.output_dir, self.case_key = panel_fn, output_dir, case_key
+        self.keys = (image_key, label_key, pred_key)
+        self._count = 0
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        from PIL import Image
+
+        from monai_app.io import atomic_path
+
+        as_np = lambda t: None if t is None else np.asarray(t.detach().cpu() if isinstance(t, torch.Tensor) else t)
+        for out, batch in zip(_items(engine.state.output), _items(engine.state.batch)):
+            case = (batch.get(self.case_key) if isinstance(batch, dict) else None) or out.get(self.case_key)
+            case = str(case) if case is not None else f"case_{self._count:04d}"
+            self._count += 1
+            panel = self.panel_fn(*(as_np(out.get(k)) for k in self.keys))
+            with atomic_path(f"{self.output_dir}/{case.replace('/', '_')}.png") as tmp:
+                Image.fromarray(np.ascontiguousarray(panel, dtype=np.uint8)).save(tmp, compress_level=3)
 
 
 class ProgressDisplay:

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from conftest import REPO, SAMPLES, bundle_run, tb_tags
+from test_reports import check_report
 
 pytestmark = pytest.mark.slow
 
@@ -73,6 +74,9 @@ def test_carvana_evaluation_scores_test_cars_at_original_size(carvana_run, kaggl
     test_cars = json.loads((carvana_run / "split.json").read_text())["test"]
     assert {r[0].rsplit("_", 1)[0] for r in rows[1:]} == set(test_cars) and len(rows) - 1 == 4 * len(test_cars)
     assert all(0 <= float(v) <= 1 for r in rows[1:] for v in r[1:])
+    cases = [r[0] for r in rows[1:]]
+    assert sorted(p.stem for p in (carvana_run / "eval" / "cases").glob("*.png")) == sorted(cases)
+    check_report(carvana_run, cases, ["dice", "dice_model_size", "val_mean_dice"])
 
 
 def test_carvana_inference_masks_and_submission(carvana_run, kaggle, tmp_path):
@@ -122,6 +126,11 @@ def test_camvid_on_real_files_trains_and_reports_every_class(camvid_real_run):
     matrix = np.array([r[1:] for r in read_csv(eval_dir / "confusion_matrix.csv")[1:]], dtype=np.int64)
     assert matrix.shape == (12, 12) and matrix.sum() == 3 * 480 * 360  # every pixel of the 3 test frames
     assert Image.open(eval_dir / "confusion_matrix.png").size[0] > 300
+    cases = [r[0] for r in read_csv(eval_dir / "per_case.csv")[1:]]
+    assert sorted(p.stem for p in (eval_dir / "cases").glob("*.png")) == sorted(cases)
+    assert Image.open(eval_dir / "cases" / f"{cases[0]}.png").size[1] >= 256  # photo | reference | prediction
+    text = check_report(camvid_real_run, cases, ["miou", "iou_void", "val_miou"])
+    assert "class_scores.csv" in text and "bicyclist" in text and "confusion_matrix.png" in text
 
 
 def test_camvid_inference_on_real_frames_writes_ids_and_colours(camvid_real_run, tmp_path):
@@ -193,6 +202,8 @@ def test_voc_trains_on_the_official_splits_and_reports_dice_and_iou(voc_run):
     labels = [np.asarray(Image.open(data / f"VOCdevkit/VOC2012/SegmentationClass/{i}.png")) for i in official_val]
     matrix = np.array([r[1:] for r in read_csv(out / "eval" / "confusion_matrix.csv")[1:]], dtype=np.int64)
     assert matrix.shape == (21, 21) and matrix.sum() == sum(int((lab != 255).sum()) for lab in labels)  # 255 ignored
+    assert sorted(p.stem for p in (out / "eval" / "cases").glob("*.png")) == sorted(official_val)
+    check_report(out, official_val, ["miou", "iou_tvmonitor", "dice_aeroplane"])
 
 
 def test_voc_scores_and_segments_the_real_sample(voc_run, tmp_path):
@@ -234,6 +245,9 @@ def test_ccp_trains_with_class_weights_and_reports_both_iou_definitions(tmp_path
     assert [r[0] for r in rows] == ["background", "hair", "skin", "accessories", "hat", "coat", "shirt", "trousers",
                                     "dress", "skirt", "underwear", "socks", "scarf/tie", "shoes", "mean"]
     assert sum(len(v) for v in json.loads((out / "split.json").read_text()).values() if isinstance(v, list)) == 10
+    cases = [r[0] for r in read_csv(out / "eval" / "per_case.csv")[1:]]
+    assert sorted(p.stem for p in (out / "eval" / "cases").glob("*.png")) == sorted(cases)
+    check_report(out, cases, ["miou", "iou_hair", "scarf/tie"])
 
 
 def test_ccp_segments_the_real_photos_with_the_trained_grouping(tmp_path):

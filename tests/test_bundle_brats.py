@@ -18,6 +18,7 @@ import pytest
 
 from conftest import BRATS_BUNDLE, REPO, tb_tags
 from conftest import bundle_run as run_bundle
+from test_reports import check_report
 
 pytestmark = pytest.mark.slow
 
@@ -70,6 +71,9 @@ def test_evaluation_tables_cover_the_test_split(evaluated, trained):
     summary = json.loads((evaluated / "summary.json").read_text())
     assert set(summary) == set(rows[0][1:])
     assert summary["dice_wt"]["mean"] == pytest.approx(values[:, 0].mean(), abs=1e-5)
+    cases = [r[0] for r in rows[1:]]
+    assert sorted(p.stem for p in (evaluated / "cases").glob("*.png")) == sorted(cases)  # one picture per case
+    check_report(trained, cases, ["dice_wt", "dice_et", "hd95_wt", "val_dice_tc"])  # written by evaluate itself
 
 
 def _write_oblique_case(path: Path) -> np.ndarray:

@@ -71,9 +71,10 @@ def test_panel_shows_photo_reference_and_prediction_at_the_photo_size():
     pred = np.zeros((2, 16, 16))
     pred[1, 8:] = 1  # class 1 predicted in the bottom half (scores)
     panel = label_panel(image, label, pred, palette=[(0, 0, 0), (255, 255, 255)], min_height=8)
-    assert panel.shape == (8, 24, 3) and panel.dtype == np.uint8
-    assert panel[0, 8:16].min() == 255 and panel[7, 8:16].max() == 0  # reference: top white
-    assert panel[0, 16:].max() == 0 and panel[7, 16:].min() == 255  # prediction: bottom white
+    assert panel.shape == (8, 28, 3) and panel.dtype == np.uint8  # three 8-pixel tiles, two 2-pixel gaps
+    assert panel[0, 10:18].min() == 255 and panel[7, 10:18].max() == 0  # reference: top white
+    assert panel[0, 20:].max() == 0 and panel[7, 20:].min() == 255  # prediction: bottom white
+    assert (panel[:, 8:10] == 200).all() and (panel[:, 18:20] == 200).all()
 
 
 def test_box_blur_averages_and_keeps_flat_images_flat():
@@ -90,4 +91,4 @@ def test_box_blur_averages_and_keeps_flat_images_flat():
 def test_panel_of_a_large_photo_is_thinned():
     panel = label_panel(np.zeros((3, 1280, 1918)), np.zeros((1, 1280, 1918)), np.zeros((1, 1280, 1918)),
                         palette=[(0, 0, 0), (255, 255, 255)])
-    assert panel.shape == (320, 1439, 3)
+    assert panel.shape == (320, 1440, 3)
