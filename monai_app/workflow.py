@@ -90,6 +90,19 @@ def check_file(path: str | os.PathLike, what: str = "file") -> str:
     return str(path)
 
 
+def load_torchscript(path: str | os.PathLike, device) -> Any:
+    """A TorchScript network (``monai-app export``'s ``model.ts``) on ``device``; a clear error for a missing or
+    foreign file."""
+    import torch
+
+    check_file(path, "TorchScript file (--torchscript_path)")
+    try:
+        return torch.jit.load(str(path), map_location=device)
+    except (RuntimeError, ValueError) as exc:
+        raise UserInputError(f"{path}: not a TorchScript file ({str(exc).strip().splitlines()[0]}); make one with "
+                             "`monai-app export BUNDLE --ckpt model.pt`") from exc
+
+
 def log_summary(eval_dir: str | os.PathLike) -> dict:
     """Log the mean of every metric of an evaluation as one table; returns ``summary.json``'s content."""
     summary = json.loads((Path(eval_dir) / "summary.json").read_text())

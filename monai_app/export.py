@@ -1,0 +1,164 @@
+"""Export a bundle's checkpoint to TorchScript and ONNX with MONAI's own exporters, and check each export.
+
+``monai-app export <bundle> --ckpt runs/x/models/model.pt`` writes ``model.ts`` (``monai.bundle.ckpt_export``:
+metadata and inference config embedded, runnable with ``--torchscript_path``) and ``model.onnx``
+(``monai.bundle.onnx_export``), then runs PyTorch, TorchScript (``torch.jit.load``) and ONNX Runtime on the same
+seeded random input and reports the largest absolute difference from PyTorch for each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from monai_app.errors import UserInputError
+from monai_app.io import atomic_path, atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+FORMATS = {"torchscript": "model.ts", "onnx": "model.onnx"}
+TOLERANCE = 1e-4  # relative to max(1, largest |output|): float32 round-off of a deep network stays far below it
+
+
+def _parser(root: Path, overrides: Mapping[str, Any]):
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(root / "configs" / "inference.json"))
+    parser.read_meta(str(root / "configs" / "metadata.json"))
+    parser.update({"bundle_root": str(root), "device": "cpu", **overrides})
+    return parser
+
+
+def _input_shape(parser) -> list[int]:
+    """(1, C, *roi_size): channels from metadata.json, the spatial size the bundle's inferer feeds the network."""
+    channels = parser["_meta_"]["network_data_format"]["inputs"]["image"]["num_channels"]
+    return [1, int(channels), *map(int, parser.get_parsed_content("roi_size"))]
+
+
+def _load_network(parser, ckpt: Path) -> torch.nn.Module:
+    net = parser.get_parsed_content("network_def")
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UserInputError(f"{ckpt}: not a readable PyTorch checkpoint ({exc.__class__.__name__}: {exc})") from exc
+    state = state.get("model", state) if isinstance(state, dict) else state
+    try:
+        net.load_state_dict(state)
+    except (RuntimeError, AttributeError, TypeError) as exc:
+        lines = [line.strip() for line in str(exc).strip().splitlines()]
+        first = " ".join(lines[:2])[:200]
+        raise UserInputError(f"{ckpt}: does not fit this bundle's network ({first}...); it is probably from another "
+                             "bundle, or was trained with other network keys (e.g. --features)") from exc
+    return net.eval()
+
+
+QUIET_LOGGERS = ("ckpt_export", "onnx_export", "monai.bundle.scripts", "onnx_ir", "onnxscript", "torch.onnx")
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Keep the exporters' narration (stdout, INFO logs, warnings) out of the user's terminal; stdout goes to the
+    debug log."""
+    buffer = io.StringIO()
+    loggers = [logging.getLogger(name) for name in QUIET_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(buffer), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+        logger.debug("exporter output:\n%s", buffer.getvalue())
+
+
+def _max_diff(reference: torch.Tensor, output) -> float:
+    return float(np.max(np.abs(reference.numpy() - np.asarray(output, dtype=np.float32))))
+
+
+def export_bundle(bundle: str | os.PathLike, ckpt_path: str | os.PathLike, out_dir: str | os.PathLike | None = None,
+                  formats: Sequence[str] = ("torchscript", "onnx"), overrides: Mapping[str, Any] | None = None) -> dict:
+    """Export ``ckpt_path`` of ``bundle`` and check each export against PyTorch; returns what ``export.json`` holds.
+
+    Raises:
+        UserInputError: unknown bundle or format, or a checkpoint that is missing or does not fit the network.
+        RuntimeError: an export whose output differs from PyTorch's by more than the tolerance.
+    """
+    from monai.bundle import ckpt_export, onnx_export
+
+    from monai_app.workflow import bundle_path
+
+    root, ckpt = bundle_path(bundle), Path(ckpt_path)
+    if not ckpt.is_file():
+        raise UserInputError(f"{ckpt}: checkpoint file does not exist")
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise UserInputError(f"unknown export format(s) {unknown}; choose from {list(FORMATS)}")
+    out = Path(out_dir) if out_dir else ckpt.parent
+    out.mkdir(parents=True, exist_ok=True)
+    overrides = dict(overrides or {})
+    parser = _parser(root, overrides)
+    shape = _input_shape(parser)
+    net = _load_network(parser, ckpt)  # fails early, with a clear message, on a checkpoint of another network
+    example = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        reference = net(example)
+    common = {"net_id": "network_def", "ckpt_file": str(ckpt), "meta_file": str(root / "configs" / "metadata.json"),
+              "config_file": str(root / "configs" / "inference.json"), "input_shape": shape,
+              "bundle_root": str(root), "device": "cpu", **overrides}
+    result = {"bundle": root.name, "checkpoint": str(ckpt.resolve()), "input_shape": shape,
+              "versions": {"torch": torch.__version__}, "exports": {}}
+    for fmt in formats:
+        target = out / FORMATS[fmt]
+        with atomic_path(target) as tmp:
+            if fmt == "torchscript":
+                with _quiet():
+                    ckpt_export(filepath=str(tmp), use_trace=False, **common)
+                loaded = torch.jit.load(str(tmp))
+                with torch.no_grad():
+                    diff = _max_diff(reference, loaded(example))
+            else:
+                import onnx
+                import onnxruntime
+
+                with _quiet():  # torch.onnx narrates every pass on stdout
+                    onnx_export(filepath=str(tmp), use_trace=True,
+                                converter_kwargs={"input_names": ["image"], "output_names": ["pred"],
+                                                  "dynamic_shapes": ({0: "batch"},)}, **common)
+                session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+                pair = torch.cat([example, example.flip(0).neg().add(1)])  # a batch of 2: the batch axis is dynamic
+                with torch.no_grad():
+                    diff = _max_diff(net(pair), session.run(None, {"image": pair.numpy()})[0])
+                result["versions"].update(onnx=onnx.__version__, onnxruntime=onnxruntime.__version__)
+            limit = TOLERANCE * max(1.0, float(reference.abs().max()))
+            if not diff <= limit:
+                raise RuntimeError(f"{fmt} export of {ckpt} differs from PyTorch by {diff:.3g} (limit {limit:.3g}); "
+                                   "nothing was written")
+        result["exports"][fmt] = {"file": str(target.resolve()), "size_mb": round(target.stat().st_size / 2**20, 2),
+                                  "max_abs_diff": diff}
+        logger.info("%s: %s, max |difference| from PyTorch %.3g", fmt, target, diff)
+    atomic_write_text(out / "export.json", json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def format_export(result: Mapping) -> str:
+    """The export as a small table: format, file, size and the largest difference from PyTorch."""
+    rows = [("format", "file", "size (MB)", "max |diff| vs PyTorch")]
+    rows += [(fmt, e["file"], f"{e['size_mb']:.2f}", f"{e['max_abs_diff']:.2e}") for fmt, e in result["exports"].items()]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+    shape = "x".join(map(str, result["input_shape"]))
+    return "\n".join([f"{result['bundle']}: checked on one random input of shape {shape}", *lines])

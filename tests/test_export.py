@@ -1,0 +1,105 @@
+"""``monai-app export``: TorchScript and ONNX exports of every bundle, checked against PyTorch, and inference from
+the TorchScript file giving the same label maps as inference from the checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import REPO, SAMPLES, bundle_run
+from monai_app.errors import UserInputError
+from monai_app.export import _parser, export_bundle, format_export
+
+SMALL = {"brats_unet3d": {"channels": [8, 16, 32]}, "carvana_unet2d": {"features": [8, 16, 16, 32, 32, 8]},
+         "camvid_unet2d": {"features": [8, 16, 16, 32, 32, 8]}, "voc_unet2d": {"features": [8, 16, 16, 32, 32, 8]},
+         "ccp_unet2d": {"features": [8, 16, 16, 32, 32, 8]}}
+
+
+def _checkpoint(bundle: str, path, seed: int = 0):
+    """A checkpoint as training writes it (a plain state_dict) of a freshly initialised small network."""
+    torch.manual_seed(seed)
+    net = _parser(REPO / "bundles" / bundle, SMALL[bundle]).get_parsed_content("network_def")
+    torch.save(net.state_dict(), path)
+    return path
+
+
+@pytest.mark.parametrize("bundle", list(SMALL))
+def test_export_writes_torchscript_and_onnx_that_agree_with_pytorch(bundle, tmp_path):
+    from monai.data import load_net_with_metadata
+
+    ckpt = _checkpoint(bundle, tmp_path / "model.pt")
+    result = export_bundle(bundle, ckpt, overrides=SMALL[bundle])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export.json", "model.onnx", "model.pt", "model.ts"]
+    saved = json.loads((tmp_path / "export.json").read_text())
+    assert saved == json.loads(json.dumps(result))
+    channels = 4 if bundle == "brats_unet3d" else 3
+    assert saved["input_shape"][:2] == [1, channels] and len(saved["input_shape"]) == (5 if channels == 4 else 4)
+    for fmt in ("torchscript", "onnx"):
+        assert saved["exports"][fmt]["max_abs_diff"] < 1e-4
+        assert saved["exports"][fmt]["size_mb"] > 0
+    net, meta, extra = load_net_with_metadata(str(tmp_path / "model.ts"), more_extra_files=("inference.json",))
+    assert meta["network_data_format"]["inputs"]["image"]["num_channels"] == channels  # MONAI embeds the bundle's
+    assert "network_def" in json.loads(extra["inference.json"])  # metadata and inference config
+    table = format_export(result)
+    assert "torchscript" in table and "onnx" in table and str(tmp_path / "model.ts") in table
+
+
+def test_a_checkpoint_of_another_bundle_is_named_in_a_clear_error(tmp_path):
+    ckpt = _checkpoint("camvid_unet2d", tmp_path / "camvid.pt")
+    with pytest.raises(UserInputError, match=r"camvid\.pt: does not fit this bundle's network.*another bundle"):
+        export_bundle("brats_unet3d", ckpt, overrides=SMALL["brats_unet3d"])
+    (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(UserInputError, match=r"broken\.pt: not a readable PyTorch checkpoint"):
+        export_bundle("camvid_unet2d", tmp_path / "broken.pt")
+    assert not list(tmp_path.glob("model.*"))  # nothing half-written
+
+
+def test_brats_inference_from_torchscript_writes_the_checkpoints_label_maps(msd_tiny, tmp_path):
+    ckpt = _checkpoint("brats_unet3d", tmp_path / "model.pt", seed=3)
+    export_bundle("brats_unet3d", ckpt, formats=("torchscript",), overrides=SMALL["brats_unet3d"])
+    config = "bundles/brats_unet3d/configs/inference.json"
+    common = {"input": msd_tiny / "imagesTs", "channels": "[8,16,32]", "num_workers": 0}
+    bundle_run("inference", config, output_dir=tmp_path / "ckpt", ckpt_path=ckpt, **common)
+    bundle_run("inference", config, output_dir=tmp_path / "ts", torchscript_path=tmp_path / "model.ts", **common)
+    written = sorted(p.name for p in (tmp_path / "ckpt").glob("*.nii.gz"))
+    assert written and written == sorted(p.name for p in (tmp_path / "ts").glob("*.nii.gz"))
+    for name in written:
+        a, b = nib.load(tmp_path / "ckpt" / name), nib.load(tmp_path / "ts" / name)
+        np.testing.assert_array_equal(np.asarray(a.dataobj), np.asarray(b.dataobj))
+        np.testing.assert_allclose(a.affine, b.affine)
+
+
+def test_camvid_inference_from_torchscript_writes_the_checkpoints_pngs(tmp_path):
+    ckpt = _checkpoint("camvid_unet2d", tmp_path / "model.pt", seed=5)
+    export_bundle("camvid_unet2d", ckpt, formats=("torchscript",), overrides=SMALL["camvid_unet2d"])
+    config = "bundles/camvid_unet2d/configs/inference.json"
+    common = {"input": SAMPLES / "camvid_dataset1" / "images_prepped_test", "features": "[8,16,16,32,32,8]",
+              "num_workers": 0}
+    bundle_run("inference", config, output_dir=tmp_path / "ckpt", ckpt_path=ckpt, **common)
+    bundle_run("inference", config, output_dir=tmp_path / "ts", torchscript_path=tmp_path / "model.ts", **common)
+    written = sorted(p.name for p in (tmp_path / "ckpt").glob("*.png"))
+    assert written and written == sorted(p.name for p in (tmp_path / "ts").glob("*.png"))
+    for name in written:
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "ckpt" / name)),
+                                      np.asarray(Image.open(tmp_path / "ts" / name)))
+
+
+def test_cli_export_prints_the_check_and_a_bad_torchscript_is_one_line(tmp_path, capsys):
+    from monai_app.cli import main
+
+    ckpt = _checkpoint("carvana_unet2d", tmp_path / "model.pt")
+    assert main(["export", "carvana_unet2d", "--ckpt", str(ckpt), "--out-dir", str(tmp_path / "out"),
+                 "--formats", "torchscript", "--features", "[8,16,16,32,32,8]"]) == 0
+    out = capsys.readouterr().out
+    assert "max |diff| vs PyTorch" in out and (tmp_path / "out" / "model.ts").is_file()
+    frame = tmp_path / "photo.jpg"
+    Image.fromarray(np.zeros((24, 32, 3), np.uint8)).save(frame)
+    assert main(["infer", "carvana_unet2d", "--input", str(frame), "--output-dir", str(tmp_path / "pred"),
+                 "--torchscript", str(ckpt), "--features", "[8,16,16,32,32,8]"]) == 2
+    err = capsys.readouterr().err
+    assert "model.pt: not a TorchScript file" in err and len(err.strip().splitlines()) == 1
