@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,18 +18,30 @@ from monai_app.errors import UserInputError
 
 logger = logging.getLogger("monai_app")
 
-EXAMPLES = """examples:
-  monai-app list
-  monai-app synth brats --out data/synth_brats --cases 24
-  monai-app synth camvid --out data/CamVid --cases 48 --size 180 240
-  monai-app train brats_unet3d --dataset-dir data/Task01_BrainTumour --output-dir runs/brats --max-epochs 300
-  monai-app evaluate brats_unet3d --dataset-dir data/Task01_BrainTumour --output-dir runs/brats
-  monai-app infer brats_unet3d --input data/Task01_BrainTumour/imagesTs --output-dir preds \\
-      --ckpt runs/brats/models/model.pt
-  monai-app train camvid_unet2d --dataset-dir data/CamVid --output-dir runs/camvid --ignore_void true
-  monai-app infer carvana_unet2d --input data/carvana/test --output-dir preds --ckpt runs/carvana/models/model.pt
-  monai-app score --pred preds --ref data/reference_labels --format msd --out scores
-"""
+EXAMPLES = {
+    "list": ["monai-app list"],
+    "synth": ["monai-app synth brats --out data/Task01_BrainTumour --cases 24",
+              "monai-app synth camvid --out data/CamVid --cases 48 --size 180 240"],
+    "validate": ["monai-app validate brats_unet3d --dataset-dir data/Task01_BrainTumour",
+                 "monai-app validate voc_unet2d --dataset-dir data/VOCdevkit"],
+    "train": ["monai-app train brats_unet3d --dataset-dir data/Task01_BrainTumour --output-dir runs/brats "
+              "--max-epochs 300",
+              "monai-app train camvid_unet2d --dataset-dir data/CamVid --output-dir runs/camvid --ignore_void true"],
+    "evaluate": ["monai-app evaluate brats_unet3d --dataset-dir data/Task01_BrainTumour --output-dir runs/brats"],
+    "report": ["monai-app report runs/brats"],
+    "infer": ["monai-app infer brats_unet3d --input data/Task01_BrainTumour/imagesTs --output-dir preds "
+              "--ckpt runs/brats/models/model.pt",
+              "monai-app infer carvana_unet2d --input data/carvana/test --output-dir preds "
+              "--ckpt runs/carvana/models/model.pt"],
+    "export": ["monai-app export brats_unet3d --ckpt runs/brats/models/model.pt",
+               "monai-app infer brats_unet3d --input case.nii.gz --output-dir preds "
+               "--torchscript runs/brats/models/model.ts"],
+    "score": ["monai-app score --pred preds --ref data/reference_labels --format msd --out scores"],
+}
+
+
+def _epilog(*commands: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for c in commands or EXAMPLES for line in EXAMPLES[c])
 
 
 def _value(text: str) -> Any:
@@ -65,7 +78,8 @@ def _run(args: argparse.Namespace, extra: list[str], run_id: str, flags: dict[st
     if run_id == "training":
         print(f"\nrun folder: {out}\n  checkpoints: {out / 'models'}\n  TensorBoard: tensorboard --logdir {out / 'tb'}")
     elif run_id == "evaluating":
-        print(f"\nper-case metrics: {out / 'eval' / 'per_case.csv'}\nsummary: {out / 'eval' / 'summary.json'}")
+        print(f"\nper-case metrics: {out / 'eval' / 'per_case.csv'}\nsummary: {out / 'eval' / 'summary.json'}\n"
+              f"report: {out / 'report.html'} (and report.md)")
     else:
         print(f"\npredictions: {out}")
     return 0
@@ -160,22 +174,50 @@ def cmd_list(args, extra):
         meta = json.loads(meta_path.read_text())
         inputs = meta["network_data_format"]["inputs"]["image"]
         outputs = meta["network_data_format"]["outputs"]["pred"]
-        print(f"{meta_path.parents[1].name}  (v{meta['version']})\n  task:   {meta['task']}\n"
-              f"  input:  {inputs['num_channels']} channels: {', '.join(inputs.get('channel_def', {}).values())}\n"
-              f"  output: {outputs['num_channels']} channels: {', '.join(outputs.get('channel_def', {}).values())}\n"
-              f"  data:   {meta.get('data_source', '')}\n")
+        layouts = "".join(f"\n    - {layout}" for layout in meta.get("data_layouts", []))
+        print(f"{meta_path.parents[1].name}  (v{meta['version']})\n  task:    {meta['task']}\n"
+              f"  input:   {inputs['num_channels']} channels: {', '.join(inputs.get('channel_def', {}).values())}\n"
+              f"  output:  {outputs['num_channels']} channels: {', '.join(outputs.get('channel_def', {}).values())}\n"
+              f"  data:    {meta.get('data_source', '')}\n  layouts:{layouts}\n")
+    return 0
+
+
+def cmd_validate(args, extra):
+    from monai_app.validate import format_validation, validate_dataset
+    from monai_app.workflow import bundle_path
+
+    result = validate_dataset(bundle_path(args.bundle).name, args.dataset_dir, dataset_format=args.dataset_format)
+    print(format_validation(result))
+    return 0 if result.ok else 1
+
+
+def cmd_report(args, extra):
+    from monai_app.reports import write_report
+
+    html, md = write_report(args.run_dir)
+    print(f"report: {Path(html).resolve()}\n        {Path(md).resolve()}")
+    return 0
+
+
+def cmd_export(args, extra):
+    from monai_app.export import export_bundle, format_export
+
+    result = export_bundle(args.bundle, args.ckpt, out_dir=args.out_dir, formats=tuple(args.formats),
+                           overrides=parse_overrides(extra))
+    print(format_export(result))
     return 0
 
 
 TRAIN_FLAGS = {"dataset_dir": "dataset_dir", "output_dir": "output_dir", "max_epochs": "max_epochs",
                "device": "device", "seed": "seed", "dataset_format": "dataset_format"}
-INFER_FLAGS = {"input": "input", "output_dir": "output_dir", "ckpt": "ckpt_path", "device": "device",
+INFER_FLAGS = {"input": "input", "output_dir": "output_dir", "ckpt": "ckpt_path", "torchscript": "torchscript_path",
+               "device": "device",
                "dataset_format": "dataset_format"}
 
 
 def _bundle_command(sub, name: str, func, help_: str, flags: list[tuple[str, type, str]]) -> None:
     p = sub.add_parser(name, help=help_, description=help_ + ". Extra --key value pairs override config keys.",
-                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=_epilog(name), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle", help="bundle name (see `monai-app list`) or path to a bundle folder")
     for flag, type_, text in flags:
         p.add_argument(flag, type=type_, help=text)
@@ -184,11 +226,13 @@ def _bundle_command(sub, name: str, func, help_: str, flags: list[tuple[str, typ
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="monai-app", description="Train, evaluate and run MONAI segmentation "
-                                     "bundles on datasets as downloaded.", epilog=EXAMPLES,
+                                     "bundles on datasets as downloaded.", epilog=_epilog(),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="the bundles, their task, inputs and outputs").set_defaults(func=cmd_list)
+    raw = {"formatter_class": argparse.RawDescriptionHelpFormatter}
+    sub.add_parser("list", help="the bundles, their task, inputs, outputs and data layouts", epilog=_epilog("list"),
+                   **raw).set_defaults(func=cmd_list)
     common = [("--dataset-dir", str, "the dataset folder as downloaded"), ("--output-dir", str, "the run folder"),
               ("--device", str, "cpu, cuda or cuda:N (default: cuda when available)"),
               ("--dataset-format", str, "BraTS: auto (default), msd, brats2021 or brats2023")]
@@ -199,8 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
     _bundle_command(sub, "infer", cmd_infer, "Segment a file or a folder of cases", [
         ("--input", str, "an image file, a folder of them, or BraTS case folders"),
         ("--output-dir", str, "where <case_id>.nii.gz (3-D) or <case_id>.png (2-D) label maps are written"), ("--ckpt", str, "checkpoint"),
+        ("--torchscript", str, "a TorchScript file from `monai-app export` to run instead of --ckpt"),
         ("--device", str, "cpu, cuda or cuda:N"), ("--dataset-format", str, "label convention to write")])
-    synth = sub.add_parser("synth", help="write a synthetic dataset in a real on-disk layout")
+    synth = sub.add_parser("synth", help="write a synthetic dataset in a real on-disk layout",
+                           epilog=_epilog("synth"), **raw)
     synth.add_argument("dataset", help="brats, carvana, camvid, voc or ccp (or a bundle name)")
     synth.add_argument("--out", required=True, help="folder to write")
     synth.add_argument("--cases", type=int, help="labelled cases: BraTS cases (default 8), Carvana cars of 16 views "
@@ -214,7 +260,27 @@ def build_parser() -> argparse.ArgumentParser:
                        help="2-D image size (default: the real data's: 1280 1918 Carvana, 360 480 CamVid, 375 500 VOC, 832 550 CCP)")
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(func=cmd_synth)
-    score = sub.add_parser("score", help="score a folder of label maps against references (BraTS Dice, HD95)")
+    validate = sub.add_parser("validate", help="check a dataset folder before training: every case read, every "
+                              "problem listed", epilog=_epilog("validate"), **raw)
+    validate.add_argument("bundle", help="bundle name (see `monai-app list`)")
+    validate.add_argument("--dataset-dir", required=True, help="the dataset folder as downloaded")
+    validate.add_argument("--dataset-format", help="BraTS: auto (default), msd, brats2021 or brats2023")
+    validate.set_defaults(func=cmd_validate)
+    report = sub.add_parser("report", help="write report.html and report.md of a run folder (curves, metric "
+                            "tables, best and worst cases)", epilog=_epilog("report"), **raw)
+    report.add_argument("run_dir", help="a run folder (the output_dir of train / evaluate)")
+    report.set_defaults(func=cmd_report)
+    export = sub.add_parser("export", help="export a checkpoint to TorchScript and ONNX, each checked against "
+                            "PyTorch", description="Export a checkpoint to TorchScript and ONNX. Extra --key value "
+                            "pairs override config keys (e.g. --features for a non-default network).",
+                            epilog=_epilog("export"), **raw)
+    export.add_argument("bundle", help="bundle name (see `monai-app list`) or path to a bundle folder")
+    export.add_argument("--ckpt", required=True, help="the checkpoint (model.pt) to export")
+    export.add_argument("--out-dir", help="where model.ts, model.onnx and export.json go (default: beside --ckpt)")
+    export.add_argument("--formats", nargs="+", default=["torchscript", "onnx"], choices=["torchscript", "onnx"])
+    export.set_defaults(func=cmd_export)
+    score = sub.add_parser("score", help="score a folder of label maps against references (BraTS Dice, HD95)",
+                           epilog=_epilog("score"), **raw)
     score.add_argument("--pred", required=True, help="folder of predicted label maps <case_id>.nii[.gz]")
     score.add_argument("--ref", required=True, help="folder of reference label maps")
     score.add_argument("--format", required=True, help="label convention: msd, brats2021 or brats2023")
@@ -237,7 +303,7 @@ def user_error(exc: BaseException) -> UserInputError | None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command in ("list", "synth", "score"):
+    if extra and args.command in ("list", "synth", "score", "validate", "report"):
         parser.error(f"unrecognised arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(levelname)s %(message)s")
     try:
@@ -245,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("monai-app: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `monai-app list | head`: the reader left; not an error of ours
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except Exception as exc:
         problem = user_error(exc)
         if problem is None or args.debug:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import nibabel as nib
 import pytest
@@ -33,10 +35,25 @@ def test_unknown_bundle_lists_the_available_ones(capsys):
     assert "brats_unet3d" in capsys.readouterr().err
 
 
-def test_list_describes_the_brats_bundle(capsys):
+def test_list_describes_every_bundle_with_its_data_layouts(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "brats_unet3d" in out and "FLAIR" in out and "enhancing tumour" in out
+    for bundle in ("carvana_unet2d", "camvid_unet2d", "voc_unet2d", "ccp_unet2d"):
+        assert bundle in out
+    for layout in ("imagesTr/", "<case>_{flair,t1,t1ce,t2,seg}", "train_masks.csv", "trainannot/",
+                   "ImageSets/Segmentation", "annotations/pixel-level"):
+        assert layout in out
+
+
+@pytest.mark.parametrize("command", ["list", "synth", "validate", "train", "evaluate", "report", "infer", "export",
+                                     "score"])
+def test_every_command_help_shows_an_example_of_itself(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    examples = capsys.readouterr().out.split("examples:", 1)[1]
+    assert re.search(rf"^  monai-app {command}\b", examples, re.MULTILINE)
 
 
 def test_score_writes_tables(tmp_path, capsys):
