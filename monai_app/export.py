@@ -27,7 +27,8 @@ from monai_app.io import atomic_path, atomic_write_text
 logger = logging.getLogger(__name__)
 
 FORMATS = {"torchscript": "model.ts", "onnx": "model.onnx"}
-TOLERANCE = 1e-4  # relative to max(1, largest |output|): float32 round-off of a deep network stays far below it
+TOLERANCE = 1e-3  # relative to max(1, largest |output|): float32 round-off of a deep 3-D network reaches
+# 1e-4 (other convolution algorithms); a wrong export differs by the size of the output itself
 
 
 def _parser(root: Path, overrides: Mapping[str, Any]):
