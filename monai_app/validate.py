@@ -1,12 +1,15 @@
 """Check a dataset folder before training: every case opened in full, every problem listed (not only the first).
 
-``monai-app validate <bundle> --dataset-dir DIR`` lists the cases with the same loader code training uses, then
-decodes each file (so truncated or corrupt files are found) and checks what the format requires: channels,
-shapes and affines that agree, label values of the format's convention, finite voxels, photo and mask sizes.
+``monai-app validate <bundle> --dataset-dir DIR`` lists the cases with the listing code of the loaders training
+uses (``monai_app.datasets.<format>``), then decodes every file (so truncated or corrupt files are found) and checks
+what the format requires: channels, shapes and affines that agree, label values of the format's convention (see
+``DATASETS.md``), finite and non-empty volumes, photo and mask sizes. Layout problems (a missing folder, a malformed
+``dataset.json``, no cases) are reported as problems too, never raised.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -14,13 +17,32 @@ from pathlib import Path
 
 import numpy as np
 
-from monai_app.errors import DatasetError
+from monai_app.errors import DatasetError, UserInputError
+
+BUNDLES = ("brats_unet3d", "carvana_unet2d", "camvid_unet2d", "voc_unet2d", "ccp_unet2d")
+# What ``dataset_format`` may name per bundle: the BraTS label convention, Carvana's mask source, CamVid's layout.
+FORMATS = {"brats_unet3d": ("auto", "msd", "brats2021", "brats2023"), "carvana_unet2d": ("auto", "gif", "csv"),
+           "camvid_unet2d": ("auto", "seed", "segnet"), "voc_unet2d": ("auto",), "ccp_unet2d": ("auto",)}
+ALLOWED_2D = {"carvana_unet2d": "Carvana masks hold 0 and 1", "camvid_unet2d": "CamVid labels are 0..11",
+              "voc_unet2d": "VOC labels are 0..20 and void 255", "ccp_unet2d": "CCP tags are 0..58"}
+RGB_MODES = ("RGB",)  # photos in any other mode are converted on load (monai_app.transforms2d.to_rgb): a note
 
 
 @dataclass
 class ValidationResult:
-    """What :func:`validate_dataset` found: ``summary`` (layout, counts, sizes, labels) and ``problems`` (one line
-    each, naming the file or case)."""
+    """What :func:`validate_dataset` found.
+
+    Attributes:
+        bundle: the bundle whose loaders listed the cases.
+        dataset_dir: the folder checked.
+        summary: layout, cases per part, shapes or sizes seen (``Counter`` of value -> cases), channels, label values
+            found (a set), voxel spacing, and ``notes`` (observations that are not problems).
+        problems: one line per problem, naming the file (or case folder) and what is wrong.
+        bad_cases: ids of the cases with at least one problem.
+        cases: number of cases listed and checked.
+        case_problems: how many of ``problems`` belong to a case (the others concern the layout).
+        missing_folders: folders reported missing once, instead of each file they should hold.
+    """
 
     bundle: str
     dataset_dir: str
@@ -28,6 +50,8 @@ class ValidationResult:
     problems: list[str] = field(default_factory=list)
     bad_cases: set = field(default_factory=set)
     cases: int = 0
+    case_problems: int = 0
+    missing_folders: set = field(default_factory=set, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -37,6 +61,7 @@ class ValidationResult:
         self.problems.append(text)
         if case is not None:
             self.bad_cases.add(case)
+            self.case_problems += 1
 
     def count(self, key: str, value) -> None:
         self.summary.setdefault(key, Counter())[str(value)] += 1
@@ -44,11 +69,31 @@ class ValidationResult:
     def values(self, key: str, values) -> None:
         self.summary.setdefault(key, set()).update(int(v) if float(v).is_integer() else float(v) for v in values)
 
+    def note(self, text: str) -> None:
+        self.summary.setdefault("notes", []).append(text)
 
-def _progress(items: list, progress: bool, desc: str):
-    from tqdm import tqdm
 
-    return tqdm(items, desc=desc, unit="case", disable=None if progress else True, leave=False)
+def _distinct(data: np.ndarray) -> np.ndarray:
+    """The distinct values of ``data`` (a bincount for 8-bit ids, much faster than sorting a volume)."""
+    if data.dtype in (np.uint8, np.bool_):
+        return np.flatnonzero(np.bincount(data.reshape(-1).view(np.uint8), minlength=1))
+    return np.unique(data)
+
+
+def _exists(path: str | None, what: str, result: ValidationResult, case: str) -> bool:
+    """Whether ``path`` is a file; if not, a problem for it, or one for its folder when the folder is missing."""
+    if path is not None and Path(path).is_file():
+        return True
+    folder = Path(str(path)).parent
+    if folder.is_dir():
+        result.problem(f"{path}: does not exist ({what})", case)
+    elif folder not in result.missing_folders:
+        result.missing_folders.add(folder)
+        result.problem(f"{folder}: folder does not exist, so neither do {Path(str(path)).name} ({what}) and the "
+                       "other files listed in it", case)
+    else:
+        result.bad_cases.add(case)
+    return False
 
 
 # ------------------------------------------------------------------------------------------------------- BraTS 3-D
@@ -65,13 +110,18 @@ def _nifti(path: str, result: ValidationResult, case: str):
     return data, img.affine, tuple(round(float(z), 3) for z in img.header.get_zooms()[:3])
 
 
-def _voxel_problems(path: str, data: np.ndarray, result: ValidationResult, case: str) -> None:
-    if data.dtype.kind == "f":
+def _voxel_problems(path: str, data: np.ndarray, result: ValidationResult, case: str, names=None) -> None:
+    """NaN / infinite voxels, an all-zero volume, or (4-D with ``names``) an all-zero modality."""
+    if data.dtype.kind == "f" and not np.isfinite(data.sum(dtype=np.float64)):  # a finite sum: no NaN, no Inf
         bad = int(data.size - np.count_nonzero(np.isfinite(data)))
         if bad:
             result.problem(f"{path}: {bad} NaN or infinite voxel(s)", case)
     if not data.any():
         result.problem(f"{path}: every voxel is 0 (an empty volume)", case)
+    elif names and data.ndim == 4:
+        empty = [names[k] for k in range(min(len(names), data.shape[3])) if not data[..., k].any()]
+        if empty:
+            result.problem(f"{path}: modality {', '.join(empty)} is 0 everywhere", case)
 
 
 def _label(path: str, spatial, affine, fmt, result: ValidationResult, case: str) -> None:
@@ -82,50 +132,88 @@ def _label(path: str, spatial, affine, fmt, result: ValidationResult, case: str)
     label = label.reshape(label.shape[:3]) if label.ndim == 4 and label.shape[3] == 1 else label
     if label.ndim != 3:
         return result.problem(f"{path}: a label map must be 3-D, found shape {label.shape}", case)
-    if label.shape != tuple(spatial):
+    if spatial is None:  # no image to compare with
+        pass
+    elif label.shape != tuple(spatial):
         result.problem(f"{path}: label shape {label.shape} differs from the image's {tuple(spatial)}", case)
     elif not np.allclose(label_affine, affine, atol=1e-3):
         result.problem(f"{path}: label affine differs from the image's (origin, spacing or orientation)", case)
-    values = np.unique(label)
-    result.values("label values", values)
+    values = _distinct(label)
+    result.values("label values", values[np.isfinite(values)] if values.dtype.kind == "f" else values)
     unknown = fmt.unknown_labels(values)
     if unknown:
         result.problem(f"{path}: label values {unknown} are not {fmt.name} labels {list(fmt.labels)}", case)
 
 
 def _brats_case(case: dict, fmt, result: ValidationResult) -> None:
+    from monai_app.datasets.brats import CHANNELS
+
+    if case.get("unusable"):
+        return  # recorded while listing
     cid = case["case_id"]
     paths = case["image"] if isinstance(case["image"], list) else [case["image"]]
+    listed = "listed in dataset.json" if fmt.name == "msd" else "a modality of the case"
+    missing = [p for p in paths if not _exists(p, listed, result, cid)]
+    if "label" in case and not _exists(case["label"], listed if fmt.name == "msd" else "the segmentation", result,
+                                       cid):
+        missing.append(case["label"])
     volumes = []
-    for path in paths:
+    for path in (p for p in paths if p not in missing):
         read = _nifti(path, result, cid)
-        if read is None:
-            continue
-        data, affine, zooms = read
-        _voxel_problems(path, data, result, cid)
-        volumes.append((path, data.shape, affine, zooms))
-    if len(volumes) != len(paths):
-        return  # unreadable modality: recorded; shapes cannot be compared
+        if read is not None:
+            _voxel_problems(path, read[0], result, cid, CHANNELS if fmt.name == "msd" else None)
+            result.count("image dtypes", read[0].dtype)
+            volumes.append((path, *read))
+    if len(volumes) != len(paths):  # a modality is missing or unreadable: recorded; shapes cannot be compared
+        if "label" in case and case["label"] not in missing:
+            _label(case["label"], None, None, fmt, result, cid)  # still find an unreadable label or bad values
+        return
+    path0, data0, affine, zooms = volumes[0]
     if fmt.name == "msd":
-        path, shape, affine, zooms = volumes[0]
-        if len(shape) != 4 or shape[3] != 4:
-            return result.problem(f"{path}: expected a 4-D image with 4 modalities (FLAIR, T1, T1gd, T2), found "
-                                  f"shape {shape}", cid)
-        spatial = shape[:3]
+        if data0.ndim != 4 or data0.shape[3] != 4:
+            return result.problem(f"{path0}: expected a 4-D image with 4 modalities (FLAIR, T1, T1gd, T2), found "
+                                  f"shape {data0.shape}", cid)
     else:
-        path0, shape0, affine, zooms = volumes[0]
-        for path, shape, aff, _ in volumes:
-            if len(shape) != 3:
-                result.problem(f"{path}: expected a 3-D modality volume, found shape {shape}", cid)
-            elif shape != shape0:
-                result.problem(f"{path}: shape {shape} differs from the FLAIR's {shape0} ({Path(path0).name})", cid)
+        for path, data, aff, _ in volumes:
+            if data.ndim != 3:
+                result.problem(f"{path}: expected a 3-D modality volume, found shape {data.shape}", cid)
+            elif data.shape != data0.shape:
+                result.problem(f"{path}: shape {data.shape} differs from the FLAIR's {data0.shape} "
+                               f"({Path(path0).name})", cid)
             elif not np.allclose(aff, affine, atol=1e-3):
                 result.problem(f"{path}: affine differs from the FLAIR's ({Path(path0).name})", cid)
-        spatial = shape0[:3]
-    result.count("image shapes", "x".join(map(str, spatial)) + (f"x{len(paths)}" if len(paths) > 1 else "x4"))
+    result.count("image shapes", "x".join(map(str, data0.shape[:3])))
+    result.count("channels", data0.shape[3] if fmt.name == "msd" else len(paths))
     result.count("voxel spacing (mm)", "x".join(map(str, zooms)))
-    if "label" in case:
-        _label(case["label"], spatial, affine, fmt, result, cid)
+    if "label" in case and case["label"] not in missing:
+        _label(case["label"], data0.shape[:3], affine, fmt, result, cid)
+
+
+def _msd_json(root: Path, result: ValidationResult) -> dict | None:
+    """``dataset.json``, or None after recording every structural problem (each bad entry, not only the first)."""
+    path = root / "dataset.json"
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        result.problem(f"{path}: not valid JSON or unreadable ({exc})")
+        return None
+    if not isinstance(meta, dict) or not isinstance(meta.get("training"), list):
+        result.problem(f"{path}: no 'training' list (is this the MSD Task01_BrainTumour dataset.json?)")
+        return None
+    n = len(result.problems)
+    for key in ("training", "test"):
+        for i, entry in enumerate(meta.get(key) or []):
+            fields = (entry.get("image"), entry.get("label")) if isinstance(entry, dict) else (entry,)
+            if not all(isinstance(f, str) and f for f in fields):
+                result.problem(f"{path}: '{key}' entry {i} is not " + (
+                    "an {\"image\": path, \"label\": path} object" if key == "training" else "an image path")
+                    + f": {json.dumps(entry)[:80]}")
+    if "modality" in meta and (not isinstance(meta["modality"], dict) or len(meta["modality"]) != 4):
+        result.problem(f"{path}: 'modality' must name the 4 channels (FLAIR, T1w, t1gd, T2w), found "
+                       f"{meta.get('modality')!r}")
+    if isinstance(meta.get("numTraining"), int) and meta["numTraining"] != len(meta["training"]):
+        result.note(f"dataset.json: numTraining is {meta['numTraining']} but 'training' lists {len(meta['training'])}")
+    return meta if len(result.problems) == n else None
 
 
 def _brats_cases(root: Path, dataset_format: str | None, result: ValidationResult) -> tuple[list[dict], object]:
@@ -134,24 +222,28 @@ def _brats_cases(root: Path, dataset_format: str | None, result: ValidationResul
     fmt = brats.get_format(brats.resolve_format(root, dataset_format or "auto"))
     result.summary["layout"] = fmt.name
     if fmt.name == "msd":
-        cases = brats._msd_cases(root, "train")
-        listed = [p for c in cases for p in (c["image"], c.get("label")) if p]
-        for missing in (p for p in listed if not Path(p).is_file()):
-            result.problem(f"{missing}: listed in dataset.json but does not exist")
-        cases = [c for c in cases if Path(c["image"]).is_file() and Path(c.get("label", c["image"])).is_file()]
+        meta = _msd_json(root, result)
+        if meta is None:
+            return [], fmt
+        train = [{**c, "part": "training"} for c in brats._msd_cases(root, "train")]
+        test = [{**c, "part": "test"} for c in brats._msd_cases(root, "test")] if isinstance(meta.get("test"), list) \
+            else []
+        ids = Counter(c["case_id"] for c in train)
+        for cid in sorted(i for i, n in ids.items() if n > 1):
+            result.problem(f"{root / 'dataset.json'}: case {cid} is listed {ids[cid]} times in 'training'", cid)
+        cases = sorted(train, key=lambda c: c["case_id"]) + sorted(test, key=lambda c: c["case_id"])
     else:
-        flair = fmt.suffixes[0]
         cases = []
-        for folder in sorted({p.parent for p in root.rglob(f"*{flair}.nii*") if brats._visible(p)}):
+        for folder in brats.case_folders(root, fmt):
             try:
-                cases.append(brats._per_modality_case(folder, fmt))
-            except DatasetError as exc:
+                case = brats._per_modality_case(folder, fmt)
+            except DatasetError as exc:  # a modality file is missing: the case cannot be used
                 result.problem(str(exc), folder.name)
-        unlabelled = [c for c in cases if "label" not in c]
-        if unlabelled:
-            result.summary["cases without segmentation (not used for training)"] = len(unlabelled)
-        cases = [c for c in cases if "label" in c]
-    if not cases and not result.problems:
+                case = {"case_id": folder.name, "image": [], "label": None, "unusable": True}
+            cases.append({**case, "part": "training" if "label" in case else "test (no segmentation)"})
+        if any("label" not in c for c in cases):
+            result.note("case folders without a segmentation file are test cases: training leaves them out")
+    if not any(c["part"] == "training" for c in cases):
         result.problem(f"{root}: no labelled cases found ({fmt.name} layout)")
     return cases, fmt
 
@@ -173,7 +265,8 @@ def _photo(path: str, result: ValidationResult, case: str):
 
 
 def _mask(path: str, result: ValidationResult, case: str) -> np.ndarray | None:
-    """Class ids of a PNG / GIF label image, or None after recording why they cannot be read."""
+    """Class ids of a PNG / GIF label image (palette indices, as the loaders read them), or None after recording
+    why they cannot be read."""
     from PIL import Image
 
     try:
@@ -195,8 +288,8 @@ def _labels_2d(bundle: str, case: dict, size, result: ValidationResult) -> np.nd
     if "rle" in case:  # Carvana's train_masks.csv
         try:
             return rle.rle_decode(case["rle"], (size[1], size[0]))
-        except (ValueError, IndexError) as exc:
-            result.problem(f"train_masks.csv: the run-length mask of {cid} does not decode for a {size[0]}x{size[1]} "
+        except ValueError as exc:
+            result.problem(f"train_masks.csv: the run-length mask of {cid} does not decode for its {size[0]}x{size[1]} "
                            f"photo ({exc})", cid)
             return None
     if bundle == "ccp_unet2d":
@@ -209,19 +302,28 @@ def _labels_2d(bundle: str, case: dict, size, result: ValidationResult) -> np.nd
 
 
 def _invalid_2d(bundle: str, values: np.ndarray) -> list[int]:
-    from monai_app.datasets import camvid, voc
+    from monai_app.datasets import camvid, ccp, voc
 
     if bundle == "voc_unet2d":
         return voc.check_label_values(values)
     allowed = {"carvana_unet2d": {0, 1}, "camvid_unet2d": set(range(len(camvid.CLASSES))),
-               "ccp_unet2d": set(range(59))}[bundle]
+               "ccp_unet2d": set(range(ccp.NUM_TAGS))}[bundle]
     return [int(v) for v in values if int(v) not in allowed]
 
 
 def _case_2d(bundle: str, case: dict, result: ValidationResult) -> None:
     cid = case["case_id"]
-    size = _photo(case["image"], result, cid)
-    if size is None:
+    what = {"carvana_unet2d": "mask", "ccp_unet2d": "pixel-level annotation"}.get(bundle, "annotation")
+    photo_ok = _exists(case["image"], f"the photo of {case.get('label', cid)}", result, cid)
+    if "rle" in case and case["rle"] is None:
+        result.problem(f"train_masks.csv: no row for {Path(case['image']).name}", cid)
+        label_ok = False
+    else:
+        label_ok = "rle" in case or _exists(case["label"], f"the {what} of {Path(case['image']).name}", result, cid)
+    size = _photo(case["image"], result, cid) if photo_ok else None
+    if size is None or not label_ok:
+        if label_ok and "label" in case:  # no photo to compare with: still find an unreadable label
+            _labels_2d(bundle, case, (0, 0), result)
         return
     ids = _labels_2d(bundle, case, size, result)
     if ids is None:
@@ -230,50 +332,103 @@ def _case_2d(bundle: str, case: dict, result: ValidationResult) -> None:
     if ids.shape[:2] != (size[1], size[0]):
         result.problem(f"{where}: label size {ids.shape[1]}x{ids.shape[0]} differs from the photo's "
                        f"{size[0]}x{size[1]} ({Path(case['image']).name})", cid)
-    values = np.unique(ids)
+    values = _distinct(ids)
     result.values("label values", values)
     invalid = _invalid_2d(bundle, values)
     if invalid:
-        result.problem(f"{where}: label values {invalid} are not labels of this dataset", cid)
+        result.problem(f"{where}: label values {invalid} are not labels of this dataset ({ALLOWED_2D[bundle]})", cid)
 
 
-def _cases_2d(bundle: str, root: Path, result: ValidationResult) -> list[dict]:
+def _parts_2d(bundle: str, root: Path, dataset_format: str | None, result: ValidationResult) -> dict:
+    """``{part: lister}`` of the bundle's loader, each lister returning the part's cases."""
     from monai_app.datasets import camvid, carvana, ccp, voc
 
+    fmt = dataset_format or "auto"
     if bundle == "carvana_unet2d":
-        parts = {"train": lambda: carvana.find_cases(root)}
-    elif bundle == "camvid_unet2d":
-        layout = camvid.detect_layout(root)
+        def train() -> list[dict]:
+            cases, source = carvana.list_cases(root, fmt)
+            result.summary["mask source"] = "train_masks/*.gif" if source == "gif" else "train_masks.csv"
+            return cases
+
+        return {"train": train}
+    if bundle == "camvid_unet2d":
+        layout = camvid.detect_layout(root) if fmt == "auto" else fmt
         result.summary["layout"] = layout
-        parts = {p: (lambda p=p: camvid.find_cases(root, p, layout)) for p in ("train", "validation", "test")}
-    elif bundle == "voc_unet2d":
-        parts = {s: (lambda s=s: voc.find_cases(root, s)) for s in ("train", "val")}
-    else:
-        parts = {"pixel-level": lambda: ccp.find_cases(root)}
+        if layout == "seed":
+            result.note("seed layout: images_prepped_test/ serves as both validation and test set (checked once)")
+        return {p: (lambda p=p: camvid.list_cases(root, p, layout)) for p in ("train", "validation", "test")}
+    if bundle == "voc_unet2d":
+        result.summary["VOC2012 folder"] = str(voc.find_root(root))
+        return {s: (lambda s=s: voc.list_cases(root, s)) for s in ("train", "val")}
+    _ccp_label_list(root, result)
+    return {"pixel-level": lambda: ccp.list_cases(root)}
+
+
+def _ccp_label_list(root: Path, result: ValidationResult) -> None:
+    """The tag names of ``label_list.mat`` checked against the bundle's grouping, as training does."""
+    from monai_app.datasets import ccp
+    from monai_app.workflow import bundle_path
+
+    if not (root / ccp.LABEL_LIST).is_file():
+        return result.note(f"no {ccp.LABEL_LIST}: the tag names cannot be checked against the grouping")
+    try:
+        ccp.dataset_grouping(root, bundle_path("ccp_unet2d") / "configs" / "ccp_59_to_14.json")
+        result.summary["tag names"] = f"{ccp.NUM_TAGS} in {ccp.LABEL_LIST}, matching the bundle's grouping"
+    except DatasetError as exc:
+        result.problem(str(exc))
+
+
+def _cases_2d(bundle: str, root: Path, dataset_format: str | None, result: ValidationResult) -> list[dict]:
     cases: dict[str, dict] = {}
-    for part, find in parts.items():
+    for part, find in _parts_2d(bundle, root, dataset_format, result).items():
         try:
             found = find()
         except DatasetError as exc:
             result.problem(str(exc))
             continue
         result.summary.setdefault("cases per part", {})[part] = len(found)
-        cases.update({c["image"]: c for c in found})  # CamVid's seed layout validates and tests on one folder
+        shared = sum(c["image"] in cases for c in found)
+        if shared and bundle == "voc_unet2d":
+            result.note(f"{shared} id(s) of {part}.txt are also in an earlier list (checked once)")
+        for case in found:  # CamVid's seed layout validates and tests on one folder
+            cases.setdefault(case["image"], {**case, "part": part})
     return list(cases.values())
 
 
+def _photo_notes(result: ValidationResult) -> None:
+    modes = result.summary.get("photo modes", Counter())
+    other = {m: n for m, n in modes.items() if m not in RGB_MODES}
+    if other:
+        modes = ", ".join(f"{m}: {n}" for m, n in other.items())
+        result.note(f"{sum(other.values())} photo(s) are not 8-bit RGB ({modes}): training converts them to RGB")
+
+
 # -------------------------------------------------------------------------------------------------------- public
-BUNDLES = ("brats_unet3d", "carvana_unet2d", "camvid_unet2d", "voc_unet2d", "ccp_unet2d")
-
-
 def validate_dataset(bundle: str, dataset_dir: str | os.PathLike, dataset_format: str | None = None,
                      progress: bool = True) -> ValidationResult:
-    """Open every case of ``dataset_dir`` as ``bundle``'s training would, and collect every problem.
+    """Open every case of ``dataset_dir`` as ``bundle``'s training would list it, and collect every problem.
 
-    Layout problems (missing folders, no cases, malformed ``dataset.json``) are problems too, not exceptions.
+    Args:
+        bundle: one of :data:`BUNDLES`.
+        dataset_dir: the dataset folder as downloaded.
+        dataset_format: BraTS ``msd``, ``brats2021``, ``brats2023``; Carvana mask source ``gif`` or ``csv``; CamVid
+            layout ``seed`` or ``segnet``; None or ``auto`` detects it as training does.
+        progress: a progress bar over cases on a terminal.
+
+    Returns:
+        The :class:`ValidationResult`; layout problems (missing folders, no cases, malformed ``dataset.json``) are
+        among its problems, not raised.
+
+    Raises:
+        UserInputError: an unknown bundle or ``dataset_format``.
     """
+    from tqdm import tqdm
+
     if bundle not in BUNDLES:
-        raise DatasetError(f"no dataset checks for bundle {bundle!r}; available: {', '.join(BUNDLES)}")
+        raise UserInputError(f"no dataset checks for bundle {bundle!r}; available: {', '.join(BUNDLES)}")
+    if dataset_format not in (None, *FORMATS[bundle]):
+        raise UserInputError(f"{bundle}: dataset_format must be one of {', '.join(FORMATS[bundle])}, "
+                             f"got {dataset_format!r}")
     root = Path(dataset_dir)
     result = ValidationResult(bundle, str(root))
     if not root.is_dir():
@@ -282,23 +437,35 @@ def validate_dataset(bundle: str, dataset_dir: str | os.PathLike, dataset_format
     try:
         if bundle == "brats_unet3d":
             cases, fmt = _brats_cases(root, dataset_format, result)
-            check = lambda case: _brats_case(case, fmt, result)
+            check = lambda case: _brats_case(case, fmt, result)  # noqa: E731
         else:
-            cases = _cases_2d(bundle, root, result)
-            check = lambda case: _case_2d(bundle, case, result)
+            cases = _cases_2d(bundle, root, dataset_format, result)
+            check = lambda case: _case_2d(bundle, case, result)  # noqa: E731
     except DatasetError as exc:
         result.problem(str(exc))
         return result
     result.cases = len(cases)
-    for case in _progress(cases, progress, f"validate {bundle}"):
-        check(case)
+    if bundle == "brats_unet3d":
+        result.summary["cases per part"] = dict(Counter(c["part"] for c in cases))
+    for case in tqdm(cases, desc=f"validate {bundle}", unit="case", disable=None if progress else True, leave=False):
+        try:
+            check(case)
+        except Exception as exc:  # a file no check foresaw must not hide the problems of the other cases
+            result.problem(f"{case['case_id']}: cannot be checked ({type(exc).__name__}: {exc})", case["case_id"])
+    _photo_notes(result)
     return result
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def format_validation(result: ValidationResult) -> str:
     """A readable summary, then every problem on its own line, then the count."""
     lines = [f"{result.dataset_dir}  ({result.bundle})", f"  cases checked: {result.cases}"]
     for key, value in result.summary.items():
+        if key == "notes":
+            continue
         if isinstance(value, Counter):
             value = ", ".join(f"{k} ({n})" for k, n in value.most_common(8)) + (
                 f", ... {len(value) - 8} more" if len(value) > 8 else "")
@@ -307,9 +474,13 @@ def format_validation(result: ValidationResult) -> str:
         elif isinstance(value, dict):
             value = ", ".join(f"{k} {v}" for k, v in value.items())
         lines.append(f"  {key}: {value}")
+    lines += [f"  note: {n}" for n in result.summary.get("notes", [])]
     if result.ok:
-        return "\n".join(lines + [f"no problems found in {result.cases} cases"])
+        return "\n".join(lines + [f"no problems found in {_plural(result.cases, 'case')}"])
     lines += ["problems:"] + [f"  {p}" for p in result.problems]
-    cases = f" in {len(result.bad_cases)} of {result.cases} cases" if result.bad_cases else ""
-    lines.append(f"{len(result.problems)} problem(s){cases}")
-    return "\n".join(lines)
+    count = _plural(len(result.problems), "problem")
+    if result.bad_cases:
+        cases = f"in {len(result.bad_cases)} of {_plural(result.cases, 'case')}"
+        layout = len(result.problems) - result.case_problems
+        count += f" {cases}" if not layout else f" ({result.case_problems} {cases}, {layout} about the whole dataset)"
+    return "\n".join(lines + [count])

@@ -1,4 +1,4 @@
-"""``monai-app validate``: every case opened, every problem listed with its file, on the real layouts."""
+"""``validate_dataset``: every case opened, every problem listed with its file, on the real layouts."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from PIL import Image
 
 from conftest import SAMPLES
 from monai_app.cli import main
+from monai_app.errors import UserInputError
 from monai_app.validate import format_validation, validate_dataset
 
 
@@ -20,7 +21,22 @@ def msd(tmp_path_factory):
     from monai_app.datasets.brats_synth import write_brats
 
     out = tmp_path_factory.mktemp("v") / "Task01_BrainTumour"
-    write_brats(out, cases=5, dataset_format="msd", shape=(32, 32, 24), seed=1, test_cases=0)
+    write_brats(out, cases=5, dataset_format="msd", shape=(32, 32, 24), seed=1, test_cases=1)
+    return out
+
+
+@pytest.fixture(scope="module")
+def synth_2d(tmp_path_factory):
+    from monai_app.datasets.camvid_synth import write_camvid
+    from monai_app.datasets.carvana_synth import write_carvana
+    from monai_app.datasets.ccp_synth import write_ccp
+    from monai_app.datasets.voc_synth import write_voc
+
+    out = tmp_path_factory.mktemp("v2d")
+    write_carvana(out / "carvana", cars=2, views=2, test_cars=1, size=(32, 48))
+    write_camvid(out / "camvid", layout="segnet", train=3, val=1, test=1, size=(24, 32))
+    write_voc(out / "voc", train=3, val=2, size=(30, 40))
+    write_ccp(out / "ccp", pixel_level=3, image_level=1, size=(48, 32))
     return out
 
 
@@ -30,133 +46,245 @@ def _copy(src, tmp_path):
     return dst
 
 
+def _resave(path, edit, dtype=None):
+    """Rewrite a NIfTI file with ``edit(array)`` and its own affine."""
+    img = nib.load(path)
+    arr = np.asarray(img.dataobj)
+    nib.save(nib.Nifti1Image(edit(arr.astype(dtype or arr.dtype)), img.affine), path)
+
+
+def _found(problems: list[str], *expected: str) -> None:
+    """Each expected fragment is in exactly one problem line, and there are no other problems."""
+    for text in expected:
+        assert sum(text in p for p in problems) == 1, (text, problems)
+    assert len(problems) == len(expected), problems
+
+
+def _palette_gif(ids: np.ndarray, path) -> None:
+    img = Image.fromarray(ids.astype(np.uint8), mode="P")
+    img.putpalette([0, 0, 0, 255, 255, 255, 255, 0, 0] + [0] * 759)
+    img.save(path, optimize=False)
+
+
+def _set(value, index):
+    def edit(arr):
+        arr[index] = value
+        return arr
+    return edit
+
+
 def test_a_clean_msd_dataset_has_no_problems_and_a_summary(msd):
     result = validate_dataset("brats_unet3d", msd, progress=False)
-    assert result.ok and result.cases == 5
-    assert result.summary["layout"] == "msd"
-    assert result.summary["label values"] <= {0, 1, 2, 3} and 3 in result.summary["label values"]
-    assert sum(result.summary["image shapes"].values()) == 5
-    assert "no problems found in 5 cases" in format_validation(result)
+    assert result.ok and result.cases == 6, result.problems
+    summary = result.summary
+    assert summary["layout"] == "msd" and summary["cases per part"] == {"training": 5, "test": 1}
+    assert summary["label values"] <= {0, 1, 2, 3} and {0, 1, 2} <= summary["label values"]
+    assert sum(summary["image shapes"].values()) == 6 and summary["channels"] == {"4": 6}
+    assert sum(summary["voxel spacing (mm)"].values()) == 6
+    text = format_validation(result)
+    assert "layout: msd" in text and "cases per part: training 5, test 1" in text
+    assert text.endswith("no problems found in 6 cases")
 
 
 def test_every_damage_in_an_msd_dataset_is_reported_with_its_file(msd, tmp_path):
     root = _copy(msd, tmp_path)
-    ids = sorted(p.name.split(".")[0] for p in (root / "labelsTr").glob("*.nii.gz"))
-    # 1: a truncated label file
-    data = (root / "labelsTr" / f"{ids[0]}.nii.gz").read_bytes()
-    (root / "labelsTr" / f"{ids[0]}.nii.gz").write_bytes(data[: len(data) // 2])
-    # 2: label value 4 (a BraTS 2021 label in an MSD dataset) and 3: NaN voxels in the image
-    lab = nib.load(root / "labelsTr" / f"{ids[1]}.nii.gz")
-    arr = np.asarray(lab.dataobj).copy()
-    arr[0, 0, 0] = 4
-    nib.save(nib.Nifti1Image(arr, lab.affine), root / "labelsTr" / f"{ids[1]}.nii.gz")
-    img = nib.load(root / "imagesTr" / f"{ids[1]}.nii.gz")
-    vol = np.asarray(img.dataobj).astype(np.float32)
-    vol[1, 1, 1, 0] = np.nan
-    nib.save(nib.Nifti1Image(vol, img.affine), root / "imagesTr" / f"{ids[1]}.nii.gz")
-    # 4: three modalities instead of four
-    img = nib.load(root / "imagesTr" / f"{ids[2]}.nii.gz")
-    nib.save(nib.Nifti1Image(np.asarray(img.dataobj)[..., :3], img.affine), root / "imagesTr" / f"{ids[2]}.nii.gz")
-    # 5: a label whose shape differs from its image
-    lab = nib.load(root / "labelsTr" / f"{ids[3]}.nii.gz")
-    nib.save(nib.Nifti1Image(np.asarray(lab.dataobj)[:-2], lab.affine), root / "labelsTr" / f"{ids[3]}.nii.gz")
-    # 6: a listed file that is missing
-    (root / "imagesTr" / f"{ids[4]}.nii.gz").unlink()
+    ids = sorted(e["image"].split("/")[-1][:-7] for e in json.loads((root / "dataset.json").read_text())["training"])
+    img, lab = (lambda i: root / "imagesTr" / f"{ids[i]}.nii.gz"), (lambda i: root / "labelsTr" / f"{ids[i]}.nii.gz")
+    data = lab(0).read_bytes()
+    lab(0).write_bytes(data[: len(data) // 2])  # a truncated label file
+    _resave(lab(1), _set(4, (0, 0, 0)))  # a BraTS 2021 label value in an MSD dataset
+    _resave(img(1), _set(np.nan, (1, 1, 1, 0)), np.float32)  # and NaN voxels in its image
+    _resave(img(2), lambda a: a[..., :3])  # three modalities instead of four
+    _resave(lab(3), lambda a: a[:-2])  # a label whose shape differs from its image
+    img(4).unlink()  # a listed file that is missing
+    _resave(root / "imagesTs" / sorted((root / "imagesTs").iterdir())[0].name, lambda a: a * 0)  # an empty volume
 
     result = validate_dataset("brats_unet3d", root, progress=False)
     text = "\n".join(result.problems)
-    assert f"{ids[0]}.nii.gz: cannot be read as NIfTI" in text
-    assert f"{ids[1]}.nii.gz: label values [4] are not msd labels [0, 1, 2, 3]" in text
-    assert f"{ids[1]}.nii.gz: 1 NaN or infinite voxel(s)" in text
-    assert f"{ids[2]}.nii.gz: expected a 4-D image with 4 modalities" in text and ", 3)" in text
-    assert f"{ids[3]}.nii.gz: label shape" in text and "differs from the image's" in text
-    assert f"imagesTr/{ids[4]}.nii.gz: listed in dataset.json but does not exist" in text
-    assert len(result.problems) == 6 and not result.ok
-    assert format_validation(result).endswith("6 problem(s) in 4 of 4 cases")
+    assert f"{lab(0)}: cannot be read as NIfTI" in text
+    assert f"{lab(1)}: label values [4] are not msd labels [0, 1, 2, 3]" in text
+    assert f"{img(1)}: 1 NaN or infinite voxel(s)" in text
+    assert f"{img(2)}: expected a 4-D image with 4 modalities" in text and ", 3)" in text
+    assert f"{lab(3)}: label shape (" in text and "differs from the image's" in text
+    assert f"{img(4)}: does not exist (listed in dataset.json)" in text
+    assert "imagesTs/" in text and "every voxel is 0 (an empty volume)" in text
+    assert len(result.problems) == 7 and not result.ok
+    assert format_validation(result).endswith("7 problems in 6 of 6 cases")
 
 
-def test_malformed_dataset_json_and_a_missing_folder_are_problems_not_tracebacks(msd, tmp_path, capsys):
+def test_a_single_all_zero_modality_is_reported(msd, tmp_path):
+    root = _copy(msd, tmp_path)
+    path = sorted((root / "imagesTr").iterdir())[0]
+    _resave(path, _set(0, (..., 2)))
+    assert validate_dataset("brats_unet3d", root, progress=False).problems == [
+        f"{path}: modality t1ce is 0 everywhere"]
+
+
+def test_a_missing_folder_is_one_problem_and_the_labels_are_still_read(msd, tmp_path):
+    root = _copy(msd, tmp_path)
+    shutil.rmtree(root / "imagesTr")
+    label = sorted((root / "labelsTr").iterdir())[2]
+    _resave(label, _set(4, (0, 0, 0)))
+    result = validate_dataset("brats_unet3d", root, progress=False)
+    _found(result.problems, f"{root / 'imagesTr'}: folder does not exist", f"{label}: label values [4] are not msd")
+    assert format_validation(result).endswith("2 problems in 5 of 6 cases")
+
+
+def test_malformed_dataset_json_and_a_missing_folder_are_problems_not_tracebacks(msd, tmp_path):
     root = _copy(msd, tmp_path)
     (root / "dataset.json").write_text("{ not json")
     result = validate_dataset("brats_unet3d", root, progress=False)
-    assert len(result.problems) == 1 and "dataset.json: not valid JSON" in result.problems[0]
-    assert main(["validate", "brats_unet3d", "--dataset-dir", str(tmp_path / "nowhere")]) == 1
-    assert "nowhere: dataset folder does not exist" in capsys.readouterr().out
+    assert len(result.problems) == 1 and f"{root / 'dataset.json'}: not valid JSON" in result.problems[0]
+    assert format_validation(result).endswith("1 problem")
+
+    meta = json.loads((msd / "dataset.json").read_text())
+    meta["training"][1] = {"image": "./imagesTr/x.nii.gz"}  # no label
+    meta["training"][3] = 7
+    meta["modality"] = {"0": "FLAIR"}
+    (root / "dataset.json").write_text(json.dumps(meta))
+    problems = validate_dataset("brats_unet3d", root, progress=False).problems
+    assert len(problems) == 3, problems  # every bad entry, not only the first
+    assert "'training' entry 1 is not an {\"image\": path, \"label\": path} object" in problems[0]
+    assert "'training' entry 3" in problems[1] and "'modality' must name the 4 channels" in problems[2]
+
+    (root / "dataset.json").unlink()  # msd named explicitly, but no dataset.json
+    problems = validate_dataset("brats_unet3d", root, dataset_format="msd", progress=False).problems
+    assert len(problems) == 1 and f"{root / 'dataset.json'}:" in problems[0]
+    assert validate_dataset("brats_unet3d", root, progress=False).problems[0].startswith(f"{root}: not a BraTS")
+    missing = validate_dataset("brats_unet3d", tmp_path / "nowhere", progress=False)
+    assert missing.problems == [f"{tmp_path / 'nowhere'}: dataset folder does not exist or is not a folder"]
+    with pytest.raises(UserInputError, match="dataset_format must be one of"):
+        validate_dataset("brats_unet3d", root, dataset_format="brats2019")
 
 
-def test_brats2021_case_folders_with_mismatched_modalities(tmp_path):
+@pytest.mark.parametrize("fmt, bad_value", [("brats2021", 3), ("brats2023", 4)])
+def test_per_modality_case_folders_with_every_kind_of_damage(tmp_path, fmt, bad_value):
     from monai_app.datasets.brats_synth import write_brats
 
-    root = tmp_path / "BraTS2021"
-    write_brats(root, cases=3, dataset_format="brats2021", shape=(24, 24, 16), seed=2, test_cases=0)
-    folders = sorted(p for p in root.rglob("*_t1.nii.gz"))
-    t1 = nib.load(folders[0])
-    nib.save(nib.Nifti1Image(np.asarray(t1.dataobj)[:-1], t1.affine), folders[0])  # one modality a slice short
+    root = tmp_path / fmt
+    write_brats(root, cases=4, dataset_format=fmt, shape=(24, 24, 16), seed=2, test_cases=1)
+    t1, t2 = ("_t1.", "_t2.") if fmt == "brats2021" else ("-t1n.", "-t2w.")
+    seg = "_seg." if fmt == "brats2021" else "-seg."
+    folders = sorted(p.parent for p in root.rglob(f"*{seg}nii*"))
+    file = lambda i, part: next(p for p in folders[i].iterdir() if part in p.name)  # noqa: E731
     clean = validate_dataset("brats_unet3d", root, progress=False)
-    assert clean.summary["layout"] == "brats2021" and clean.summary["label values"] <= {0, 1, 2, 4}
-    assert len(clean.problems) == 1 and f"{folders[0]}: shape" in clean.problems[0]
-    assert "differs from the FLAIR's" in clean.problems[0]
+    assert clean.ok and clean.summary["layout"] == fmt, clean.problems
+    assert clean.summary["cases per part"] == {"training": 4, "test (no segmentation)": 1}
+
+    _resave(file(0, t1), lambda a: a[:-1])  # one modality a slice short
+    _resave(file(1, seg), _set(bad_value, (0, 0, 0)))  # a label of the other BraTS convention
+    img = nib.load(file(2, t2))
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj), img.affine * [[2], [2], [2], [1]]), file(2, t2))  # affine
+    file(3, t1).unlink()  # a missing modality
+    shape = nib.load(file(0, t1)).shape
+    _found(validate_dataset("brats_unet3d", root, progress=False).problems,
+           f"{file(0, t1)}: shape {shape} differs from the FLAIR's", f"{file(1, seg)}: label values [{bad_value}] are "
+           f"not {fmt} labels", f"{file(2, t2)}: affine differs from the FLAIR's",
+           f"{folders[3]}: case {folders[3].name} has no t1 file")
 
 
-def test_2d_datasets_from_the_synthetic_writers_validate(tmp_path):
-    from monai_app.datasets.camvid_synth import write_camvid
-    from monai_app.datasets.carvana_synth import write_carvana
-    from monai_app.datasets.ccp_synth import write_ccp
-    from monai_app.datasets.voc_synth import write_voc
-
-    write_carvana(tmp_path / "carvana", cars=2, views=2, test_cars=1, size=(32, 48))
-    write_camvid(tmp_path / "camvid", layout="segnet", train=3, val=1, test=1, size=(24, 32))
-    write_voc(tmp_path / "voc", train=3, val=2, size=(30, 40))
-    write_ccp(tmp_path / "ccp", pixel_level=3, image_level=1, size=(48, 32))
-    for bundle, folder, labels in (("carvana_unet2d", "carvana", {0, 1}), ("camvid_unet2d", "camvid", set(range(12))),
-                                   ("voc_unet2d", "voc", set(range(21)) | {255}), ("ccp_unet2d", "ccp", set(range(59)))):
-        result = validate_dataset(bundle, tmp_path / folder, progress=False)
+def test_2d_datasets_from_the_synthetic_writers_validate(synth_2d, tmp_path):
+    for bundle, folder, labels in (("carvana_unet2d", "carvana", {0, 1}),
+                                   ("camvid_unet2d", "camvid", set(range(12))),
+                                   ("voc_unet2d", "voc", set(range(21)) | {255}),
+                                   ("ccp_unet2d", "ccp", set(range(59)))):
+        result = validate_dataset(bundle, synth_2d / folder, progress=False)
         assert result.ok, (bundle, result.problems)
-        assert result.cases > 0 and result.summary["label values"] <= labels, bundle
-    shutil.rmtree(tmp_path / "carvana" / "train_masks")  # the same masks from train_masks.csv
-    assert validate_dataset("carvana_unet2d", tmp_path / "carvana", progress=False).ok
+        assert result.cases > 0 and 0 in result.summary["label values"] <= labels, bundle
+        assert result.summary["photo modes"] == {"RGB": result.cases}, bundle
+    assert validate_dataset("camvid_unet2d", synth_2d / "camvid", progress=False).summary["cases per part"] == {
+        "train": 3, "validation": 1, "test": 1}
+    root = _copy(synth_2d / "carvana", tmp_path)
+    shutil.rmtree(root / "train_masks")  # the same masks from train_masks.csv
+    result = validate_dataset("carvana_unet2d", root, progress=False)
+    assert result.ok and result.summary["mask source"] == "train_masks.csv"
+    assert result.summary["label values"] == {0, 1}
 
 
-def test_every_damage_in_2d_datasets_is_reported(tmp_path):
-    from scipy.io import savemat
+def test_carvana_damages_in_gif_masks_and_in_the_csv(synth_2d, tmp_path):
+    root = _copy(synth_2d / "carvana", tmp_path)
+    photos = sorted((root / "train").glob("*.jpg"))
+    masks = sorted((root / "train_masks").glob("*.gif"))
+    _palette_gif(np.zeros((30, 48)), masks[0])  # wrong size
+    _palette_gif(np.arange(32 * 48).reshape(32, 48) % 3, masks[1])  # values 0, 1 and 2
+    masks[2].unlink()
+    photos[3].write_bytes(photos[3].read_bytes()[:200])  # a truncated JPEG
+    Image.new("L", (48, 32)).save(photos[0])  # a grayscale photo: a note, not a problem
+    result = validate_dataset("carvana_unet2d", root, progress=False)
+    _found(result.problems, f"{masks[0]}: label size 48x30 differs from the photo's 48x32",
+           f"{masks[1]}: label values [2] are not labels of this dataset",
+           f"{masks[2]}: does not exist (the mask of {photos[2].name})", f"{photos[3]}: cannot be read as an image")
+    assert any("1 photo(s) are not 8-bit RGB (L: 1)" in n for n in result.summary["notes"])
 
+    shutil.rmtree(root / "train_masks")
+    rows = (root / "train_masks.csv").read_text().splitlines()
+    rows[1] = rows[1].split(",")[0] + ",1 99999"  # a run beyond the photo
+    (root / "train_masks.csv").write_text("\n".join(rows[:-1]) + "\n")  # and the last image without a row
+    _found(validate_dataset("carvana_unet2d", root, progress=False).problems,
+           f"train_masks.csv: the run-length mask of {photos[0].stem} does not decode",
+           f"train_masks.csv: no row for {photos[3].name}", f"{photos[3]}: cannot be read as an image")
+
+
+def test_camvid_damages(tmp_path):
     from monai_app.datasets.camvid_synth import write_camvid
-    from monai_app.datasets.ccp_synth import write_ccp
-    from monai_app.datasets.voc_synth import write_voc
 
     write_camvid(tmp_path / "camvid", train=3, val=1, test=1, size=(24, 32))
     images = sorted((tmp_path / "camvid" / "images_prepped_train").glob("*.png"))
+    labels = sorted((tmp_path / "camvid" / "annotations_prepped_train").glob("*.png"))
     images[0].write_bytes(images[0].read_bytes()[:60])  # a corrupted PNG
-    label = sorted((tmp_path / "camvid" / "annotations_prepped_train").glob("*.png"))[1]
-    Image.fromarray(np.zeros((20, 32), np.uint8)).save(label)  # a mask of the wrong size
+    Image.fromarray(np.zeros((20, 32), np.uint8)).save(labels[1])  # a mask of the wrong size
+    Image.fromarray(np.full((24, 32), 12, np.uint8)).save(labels[2])  # a label beyond void (11)
     result = validate_dataset("camvid_unet2d", tmp_path / "camvid", progress=False)
-    assert len(result.problems) == 2
+    assert result.summary["layout"] == "seed" and result.cases == 4
+    assert len(result.problems) == 3, result.problems
     assert f"{images[0]}: cannot be read as an image" in result.problems[0]
-    assert f"{label}: label size 32x20 differs from the photo's 32x24" in result.problems[1]
+    assert f"{labels[1]}: label size 32x20 differs from the photo's 32x24" in result.problems[1]
+    assert f"{labels[2]}: label values [12] are not labels of this dataset" in result.problems[2]
+    labels[1].unlink()
+    assert f"{labels[1]}: does not exist (the annotation of {images[1].name})" in validate_dataset(
+        "camvid_unet2d", tmp_path / "camvid", progress=False).problems[1]
 
-    write_voc(tmp_path / "voc", train=2, val=1, size=(30, 40))
-    png = sorted((tmp_path / "voc").rglob("SegmentationClass/*.png"))[0]
-    ids = np.asarray(Image.open(png)).copy()
+
+def test_voc_damages(synth_2d, tmp_path):
+    root = _copy(synth_2d / "voc", tmp_path)
+    pngs = sorted(root.rglob("SegmentationClass/*.png"))
+    ids = np.asarray(Image.open(pngs[0])).copy()
     ids[0, 0] = 30
-    pal = Image.open(png).getpalette()
     out = Image.fromarray(ids, mode="P")
-    out.putpalette(pal)
-    out.save(png)
-    problems = validate_dataset("voc_unet2d", tmp_path / "voc", progress=False).problems
-    assert problems == [f"{png}: label values [30] are not labels of this dataset"]
+    out.putpalette(Image.open(pngs[0]).getpalette())
+    out.save(pngs[0])
+    Image.open(pngs[1]).convert("RGB").save(pngs[1])  # colours instead of class ids
+    pngs[2].unlink()
+    jpg = pngs[3].parents[1] / "JPEGImages" / f"{pngs[3].stem}.jpg"
+    jpg.unlink()
+    assert sorted(validate_dataset("voc_unet2d", root, progress=False).problems) == sorted([
+        f"{pngs[0]}: label values [30] are not labels of this dataset (VOC labels are 0..20 and void 255)",
+        f"{pngs[1]}: a label image holds class ids (palette or gray), found mode RGB",
+        f"{pngs[2]}: does not exist (the annotation of {pngs[2].stem}.jpg)",
+        f"{jpg}: does not exist (the photo of {pngs[3]})"])
+    shutil.rmtree(root / "VOCdevkit" / "VOC2012" / "ImageSets")
+    assert "not a Pascal VOC folder" in validate_dataset("voc_unet2d", root, progress=False).problems[0]
 
-    write_ccp(tmp_path / "ccp", pixel_level=2, image_level=0, size=(48, 32))
-    mat = sorted((tmp_path / "ccp" / "annotations" / "pixel-level").glob("*.mat"))[0]
-    savemat(mat, {"labels": np.zeros((48, 32), np.uint8)})  # the wrong variable name
-    problems = validate_dataset("ccp_unet2d", tmp_path / "ccp", progress=False).problems
-    assert len(problems) == 1 and f"{mat}: the pixel-level annotation has no variable 'groundtruth'" in problems[0]
+
+def test_ccp_damages(synth_2d, tmp_path):
+    from scipy.io import savemat
+
+    root = _copy(synth_2d / "ccp", tmp_path)
+    mats = sorted((root / "annotations" / "pixel-level").glob("*.mat"))
+    savemat(mats[0], {"labels": np.zeros((48, 32), np.uint8)})  # the wrong variable name
+    savemat(mats[1], {"groundtruth": np.zeros((40, 32), np.uint8)})  # the wrong size
+    photo = root / "photos" / f"{mats[2].stem}.jpg"
+    photo.unlink()
+    _found(validate_dataset("ccp_unet2d", root, progress=False).problems,
+           f"{mats[0]}: the pixel-level annotation has no variable 'groundtruth'",
+           f"{mats[1]}: label size 32x40 differs from the photo's", f"{photo}: does not exist (the photo of {mats[2]})")
 
 
 @pytest.mark.parametrize("bundle, folder, values", [
     ("camvid_unet2d", "camvid_dataset1", set(range(12))), ("voc_unet2d", "VOCdevkit", {0, 9, 12, 255}),
     ("ccp_unet2d", "ccp", {0, 5, 19, 39, 41, 42, 45, 47, 55})])
 def test_the_real_samples_validate(bundle, folder, values, capsys):
+    result = validate_dataset(bundle, SAMPLES / folder, progress=False)
+    assert result.ok and result.summary["label values"] == values, result.problems
     assert main(["validate", bundle, "--dataset-dir", str(SAMPLES / folder)]) == 0
-    out = capsys.readouterr().out
-    assert "no problems found" in out
-    assert validate_dataset(bundle, SAMPLES / folder, progress=False).summary["label values"] == values
+    assert "no problems found in" in capsys.readouterr().out

@@ -110,14 +110,19 @@ def _msd_cases(root: Path, part: str) -> list[dict]:
     meta_path = root / "dataset.json"
     try:
         meta = json.loads(meta_path.read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{meta_path}: cannot be read ({getattr(e, 'strerror', None) or e})") from None
     except json.JSONDecodeError as e:
         raise DatasetError(f"{meta_path}: not valid JSON ({e})") from None
     key = "training" if part == "train" else "test"
-    if not isinstance(meta, dict) or key not in meta:
+    if not isinstance(meta, dict) or not isinstance(meta.get(key), list):
         raise DatasetError(f"{meta_path}: no '{key}' list (is this the MSD Task01_BrainTumour dataset.json?)")
     cases = []
-    for entry in meta[key]:
-        image = entry["image"] if isinstance(entry, dict) else entry
+    for i, entry in enumerate(meta[key]):
+        image = entry.get("image") if isinstance(entry, dict) else entry
+        if not isinstance(image, str) or (isinstance(entry, dict) and not isinstance(entry.get("label", ""), str)):
+            raise DatasetError(f"{meta_path}: '{key}' entry {i} is not an image path or an "
+                               f"{{\"image\": path, \"label\": path}} object: {json.dumps(entry)[:80]}")
         item = {"case_id": _stem(Path(image)), "image": str(root / image)}
         if isinstance(entry, dict) and "label" in entry:
             item["label"] = str(root / entry["label"])
@@ -153,6 +158,11 @@ def _per_modality_case(folder: Path, fmt: BratsFormat) -> dict:
     return item
 
 
+def case_folders(root: str | os.PathLike, fmt: BratsFormat) -> list[Path]:
+    """The case folders of a per-modality layout below ``root``: those holding a FLAIR file, sorted."""
+    return sorted({p.parent for p in Path(root).rglob(f"*{fmt.suffixes[0]}.nii*") if _visible(p)})
+
+
 def find_cases(dataset_dir: str | os.PathLike, dataset_format: str = "auto", part: str = "train") -> list[dict]:
     """List the cases of a BraTS dataset folder as MONAI datalist items, sorted by case id.
 
@@ -175,9 +185,7 @@ def find_cases(dataset_dir: str | os.PathLike, dataset_format: str = "auto", par
     if fmt.name == "msd":
         cases = _msd_cases(root, part)
     else:
-        flair = fmt.suffixes[0]
-        folders = sorted({p.parent for p in root.rglob(f"*{flair}.nii*") if _visible(p)})
-        cases = [_per_modality_case(f, fmt) for f in folders]
+        cases = [_per_modality_case(f, fmt) for f in case_folders(root, fmt)]
         cases = [c for c in cases if ("label" in c) == (part == "train")]
     missing = [p for c in cases for p in ([*c["image"]] if isinstance(c["image"], list) else [c["image"]])
                + ([c["label"]] if "label" in c else []) if not Path(p).is_file()]

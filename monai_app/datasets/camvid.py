@@ -56,11 +56,12 @@ def detect_layout(dataset_dir: str | os.PathLike) -> str:
                        "(seed layout) or train/ + trainannot/ (SegNet layout)")
 
 
-def find_cases(dataset_dir: str | os.PathLike, part: str = "train", layout: str = "auto") -> list[dict]:
-    """``[{"case_id", "image", "label"}]`` of one part (``train``, ``validation``, ``test``), sorted by id.
+def list_cases(dataset_dir: str | os.PathLike, part: str = "train", layout: str = "auto") -> list[dict]:
+    """``[{"case_id", "image", "label"}]`` of one part, sorted by id; an image without its annotation gets the
+    annotation's expected path (``<label folder>/<stem>.png``, which does not exist: :func:`find_cases` checks).
 
     Raises:
-        DatasetError: unknown layout or part, a missing folder, or an image without its annotation.
+        DatasetError: unknown layout or part, or a missing folder.
     """
     root = Path(dataset_dir)
     layout = detect_layout(root) if layout == "auto" else layout
@@ -70,11 +71,23 @@ def find_cases(dataset_dir: str | os.PathLike, part: str = "train", layout: str 
     image_dir, label_dir = (root / f for f in LAYOUTS[layout][part])
     images = images_in(image_dir, f"CamVid {part} image folder")
     labels = images_in(label_dir, f"CamVid {part} annotation folder")
-    missing = sorted(set(images) - set(labels))
+    return [{"case_id": s, "image": str(p), "label": str(labels.get(s, label_dir / f"{s}.png"))}
+            for s, p in images.items()]
+
+
+def find_cases(dataset_dir: str | os.PathLike, part: str = "train", layout: str = "auto") -> list[dict]:
+    """``[{"case_id", "image", "label"}]`` of one part (``train``, ``validation``, ``test``), sorted by id.
+
+    Raises:
+        DatasetError: unknown layout or part, a missing folder, or an image without its annotation.
+    """
+    cases = list_cases(dataset_dir, part, layout)
+    missing = [c["case_id"] for c in cases if not Path(c["label"]).is_file()]
     if missing:
+        label_dir, image_dir = Path(cases[0]["label"]).parent, Path(cases[0]["image"]).parent
         raise DatasetError(f"{label_dir}: {len(missing)} image(s) of {image_dir.name}/ have no annotation "
                            f"(e.g. {missing[:3]})")
-    return [{"case_id": s, "image": str(p), "label": str(labels[s])} for s, p in images.items()]
+    return cases
 
 
 def make_datalists(dataset_dir: str | os.PathLike, output_dir: str | os.PathLike,

@@ -34,15 +34,14 @@ def car_id(case_id: str) -> str:
 
 
 def _gif_masks(root: Path, images: dict[str, Path]) -> list[dict]:
+    """Cases with their GIF mask; a missing mask gets its expected path ``train_masks/<id>_mask.gif``."""
     masks = {stem.removesuffix("_mask"): p for stem, p in images_in(root / "train_masks", "train_masks/").items()}
-    missing = sorted(set(images) - set(masks))
-    if missing:
-        raise DatasetError(f"{root / 'train_masks'}: {len(missing)} train image(s) have no '<id>_mask.gif' "
-                           f"(e.g. {missing[:3]}); use mask_source 'csv' to read train_masks.csv instead")
-    return [{"case_id": s, "image": str(p), "label": str(masks[s])} for s, p in images.items()]
+    return [{"case_id": s, "image": str(p), "label": str(masks.get(s, root / "train_masks" / f"{s}_mask.gif"))}
+            for s, p in images.items()]
 
 
 def _csv_masks(root: Path, images: dict[str, Path]) -> list[dict]:
+    """Cases with their RLE row of ``train_masks.csv``; an image without a row gets ``"rle": None``."""
     path = root / "train_masks.csv"
     if not path.is_file():
         raise DatasetError(f"{path}: does not exist (needed with mask_source 'csv')")
@@ -51,10 +50,27 @@ def _csv_masks(root: Path, images: dict[str, Path]) -> list[dict]:
         if not {"img", "rle_mask"} <= set(reader.fieldnames or []):
             raise DatasetError(f"{path}: expected the header 'img,rle_mask', found {reader.fieldnames}")
         rles = {Path(row["img"]).stem: row["rle_mask"] or "" for row in reader}
-    missing = sorted(set(images) - set(rles))
-    if missing:
-        raise DatasetError(f"{path}: {len(missing)} train image(s) have no row (e.g. {missing[:3]})")
-    return [{"case_id": s, "image": str(p), "rle": rles[s]} for s, p in images.items()]
+    return [{"case_id": s, "image": str(p), "rle": rles.get(s)} for s, p in images.items()]
+
+
+def list_cases(dataset_dir: str | os.PathLike, mask_source: str = "auto") -> tuple[list[dict], str]:
+    """``(cases, mask source used)``: every training image, sorted by id, with its mask's path or RLE text, whether
+    or not the mask exists (a missing GIF keeps its expected path, a missing CSV row ``"rle": None``).
+
+    Raises:
+        DatasetError: the folder is not in the Carvana layout.
+    """
+    root = Path(dataset_dir)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: dataset_dir does not exist or is not a folder")
+    if mask_source not in MASK_SOURCES:
+        raise DatasetError(f"mask_source must be one of {MASK_SOURCES}, got {mask_source!r}")
+    images = images_in(root / "train", "train/ folder of Carvana images")
+    if not images:
+        raise DatasetError(f"{root / 'train'}: no images")
+    if mask_source == "auto":
+        mask_source = "gif" if (root / "train_masks").is_dir() else "csv"
+    return (_gif_masks(root, images) if mask_source == "gif" else _csv_masks(root, images)), mask_source
 
 
 def find_cases(dataset_dir: str | os.PathLike, mask_source: str = "auto") -> list[dict]:
@@ -69,16 +85,17 @@ def find_cases(dataset_dir: str | os.PathLike, mask_source: str = "auto") -> lis
         DatasetError: the folder is not in the Carvana layout, or an image has no mask.
     """
     root = Path(dataset_dir)
-    if not root.is_dir():
-        raise DatasetError(f"{root}: dataset_dir does not exist or is not a folder")
-    if mask_source not in MASK_SOURCES:
-        raise DatasetError(f"mask_source must be one of {MASK_SOURCES}, got {mask_source!r}")
-    images = images_in(root / "train", "train/ folder of Carvana images")
-    if not images:
-        raise DatasetError(f"{root / 'train'}: no images")
-    if mask_source == "auto":
-        mask_source = "gif" if (root / "train_masks").is_dir() else "csv"
-    cases = _gif_masks(root, images) if mask_source == "gif" else _csv_masks(root, images)
+    cases, mask_source = list_cases(root, mask_source)
+    if mask_source == "gif":
+        missing = [c["case_id"] for c in cases if not Path(c["label"]).is_file()]
+        if missing:
+            raise DatasetError(f"{root / 'train_masks'}: {len(missing)} train image(s) have no '<id>_mask.gif' "
+                               f"(e.g. {missing[:3]}); use mask_source 'csv' to read train_masks.csv instead")
+    else:
+        missing = [c["case_id"] for c in cases if c["rle"] is None]
+        if missing:
+            raise DatasetError(f"{root / 'train_masks.csv'}: {len(missing)} train image(s) have no row "
+                               f"(e.g. {missing[:3]})")
     logger.info("%s: %d labelled images of %d cars (masks from %s)", root, len(cases),
                 len({car_id(c["case_id"]) for c in cases}), mask_source)
     return cases

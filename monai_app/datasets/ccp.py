@@ -175,12 +175,12 @@ def _mats_in(folder: Path) -> dict[str, Path]:
             if p.is_file() and p.suffix.lower() == ".mat" and not p.name.startswith((".", "_"))}
 
 
-def find_cases(dataset_dir: str | os.PathLike) -> list[dict]:
-    """``[{"case_id", "image", "label"}]`` of every photo with a pixel-level annotation, sorted by id.
+def list_cases(dataset_dir: str | os.PathLike) -> list[dict]:
+    """``[{"case_id", "image", "label"}]`` of every pixel-level annotation, sorted by id, whether or not its photo
+    exists (a missing photo keeps its expected path ``photos/<id>.jpg``; :func:`find_cases` checks).
 
     Raises:
-        DatasetError: not a folder, ``photos/`` or ``annotations/pixel-level/`` missing or empty, or annotations
-            without their photo.
+        DatasetError: not a folder, ``photos/`` or ``annotations/pixel-level/`` missing or empty.
     """
     root = Path(dataset_dir)
     if not root.is_dir():
@@ -192,16 +192,29 @@ def find_cases(dataset_dir: str | os.PathLike) -> list[dict]:
     labels = _mats_in(root / PIXEL_LEVEL)
     if not labels:
         raise DatasetError(f"{root / PIXEL_LEVEL}: no pixel-level annotations (.mat)")
-    orphans = sorted(set(labels) - set(photos))
+    return [{"case_id": s, "image": str(photos.get(s, root / PHOTOS / f"{s}.jpg")), "label": str(p)}
+            for s, p in labels.items()]
+
+
+def find_cases(dataset_dir: str | os.PathLike) -> list[dict]:
+    """``[{"case_id", "image", "label"}]`` of every photo with a pixel-level annotation, sorted by id.
+
+    Raises:
+        DatasetError: not a folder, ``photos/`` or ``annotations/pixel-level/`` missing or empty, or annotations
+            without their photo.
+    """
+    root = Path(dataset_dir)
+    cases = list_cases(root)
+    orphans = [c["case_id"] for c in cases if not Path(c["image"]).is_file()]
     if orphans:
         raise DatasetError(f"{root / PHOTOS}: {len(orphans)} pixel-level annotation(s) have no photo "
                            f"(e.g. {orphans[:3]})")
-    tags_only = sorted(set(photos) - set(labels))
+    tags_only = len(images_in(root / PHOTOS)) - len(cases)
     tag_files = len(_mats_in(root / IMAGE_LEVEL)) if (root / IMAGE_LEVEL).is_dir() else 0
     logger.info("%s: %d photo(s) with pixel-level annotations; %d photo(s) have image-level tags only (%d file(s) "
-                "in %s/) and are left out of segmentation training", root, len(labels), len(tags_only), tag_files,
+                "in %s/) and are left out of segmentation training", root, len(cases), tags_only, tag_files,
                 IMAGE_LEVEL)
-    return [{"case_id": s, "image": str(photos[s]), "label": str(p)} for s, p in labels.items()]
+    return cases
 
 
 def make_datalists(dataset_dir: str | os.PathLike, output_dir: str | os.PathLike, seed: int = 0,

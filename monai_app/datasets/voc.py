@@ -82,6 +82,21 @@ def read_ids(root: str | os.PathLike, split: str) -> list[str]:
     return [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
 
 
+def list_cases(dataset_dir: str | os.PathLike, split: str = "train") -> list[dict]:
+    """``[{"case_id", "image", "label"}]`` of the ids of ``split``, sorted by id, whether or not their files exist
+    (:func:`find_cases` checks that they do).
+
+    Raises:
+        DatasetError: no VOC folder, or the split file is missing or empty.
+    """
+    root = find_root(dataset_dir)
+    ids = sorted(set(read_ids(root, split)))
+    if not ids:
+        raise DatasetError(f"{root / SEGMENTATION_SETS / f'{split}.txt'}: lists no ids")
+    return [{"case_id": i, "image": str(root / "JPEGImages" / f"{i}.jpg"),
+             "label": str(root / "SegmentationClass" / f"{i}.png")} for i in ids]
+
+
 def find_cases(dataset_dir: str | os.PathLike, split: str = "train") -> list[dict]:
     """``[{"case_id", "image", "label"}]`` of the ids of ``split`` (``train``, ``val``, ``trainval``), sorted by id.
 
@@ -90,11 +105,7 @@ def find_cases(dataset_dir: str | os.PathLike, split: str = "train") -> list[dic
             (all of them are counted in one error).
     """
     root = find_root(dataset_dir)
-    ids = sorted(set(read_ids(root, split)))
-    if not ids:
-        raise DatasetError(f"{root / SEGMENTATION_SETS / f'{split}.txt'}: lists no ids")
-    cases = [{"case_id": i, "image": str(root / "JPEGImages" / f"{i}.jpg"),
-              "label": str(root / "SegmentationClass" / f"{i}.png")} for i in ids]
+    cases = list_cases(root, split)
     missing = [Path(c[key]).relative_to(root).as_posix() for c in cases for key in ("image", "label")
                if not Path(c[key]).is_file()]
     if missing:
