@@ -264,7 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "problem listed", epilog=_epilog("validate"), **raw)
     validate.add_argument("bundle", help="bundle name (see `monai-app list`)")
     validate.add_argument("--dataset-dir", required=True, help="the dataset folder as downloaded")
-    validate.add_argument("--dataset-format", help="BraTS: auto (default), msd, brats2021 or brats2023")
+    validate.add_argument("--dataset-format", help="auto (default); BraTS: msd, brats2021 or brats2023; Carvana "
+                          "masks: gif or csv; CamVid: seed or segnet")
     validate.set_defaults(func=cmd_validate)
     report = sub.add_parser("report", help="write report.html and report.md of a run folder (curves, metric "
                             "tables, best and worst cases)", epilog=_epilog("report"), **raw)
