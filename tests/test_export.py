@@ -15,9 +15,12 @@ from conftest import REPO, SAMPLES, bundle_run
 from monai_app.errors import UserInputError
 from monai_app.export import _parser, export_bundle, format_export
 
-SMALL = {"brats_unet3d": {"channels": [8, 16, 32]}, "carvana_unet2d": {"features": [8, 16, 16, 32, 32, 8]},
-         "camvid_unet2d": {"features": [8, 16, 16, 32, 32, 8]}, "voc_unet2d": {"features": [8, 16, 16, 32, 32, 8]},
-         "ccp_unet2d": {"features": [8, 16, 16, 32, 32, 8]}}
+FEATURES = [8, 16, 16, 32, 32, 8]
+SMALL = {"brats_unet3d": {"channels": [8, 16, 32], "roi_size": [32, 32, 32]},  # small networks, small check inputs
+         "carvana_unet2d": {"features": FEATURES, "image_size": 64},
+         "camvid_unet2d": {"features": FEATURES, "image_size": 64},
+         "voc_unet2d": {"features": FEATURES, "image_size": 64},
+         "ccp_unet2d": {"features": FEATURES, "roi_size": [64, 48]}}
 
 
 def _checkpoint(bundle: str, path, seed: int = 0):
@@ -38,9 +41,12 @@ def test_export_writes_torchscript_and_onnx_that_agree_with_pytorch(bundle, tmp_
     saved = json.loads((tmp_path / "export.json").read_text())
     assert saved == json.loads(json.dumps(result))
     channels = 4 if bundle == "brats_unet3d" else 3
-    assert saved["input_shape"][:2] == [1, channels] and len(saved["input_shape"]) == (5 if channels == 4 else 4)
+    roi = SMALL[bundle].get("roi_size", [64, 64])
+    assert saved["input_shape"] == [1, channels, *roi]  # channels from metadata.json, spatial size the inferer's
+    assert saved["max_abs_diff_allowed"] == pytest.approx(1e-4 * max(1.0, saved["max_abs_output"]))
+    assert {"monai", "torch", "onnx", "onnxruntime"} <= set(saved["versions"])
     for fmt in ("torchscript", "onnx"):
-        assert saved["exports"][fmt]["max_abs_diff"] < 1e-4
+        assert saved["exports"][fmt]["max_abs_diff"] <= saved["max_abs_diff_allowed"]
         assert saved["exports"][fmt]["size_mb"] > 0
     net, meta, extra = load_net_with_metadata(str(tmp_path / "model.ts"), more_extra_files=("inference.json",))
     assert meta["network_data_format"]["inputs"]["image"]["num_channels"] == channels  # MONAI embeds the bundle's
@@ -59,16 +65,24 @@ def test_a_checkpoint_of_another_bundle_is_named_in_a_clear_error(tmp_path):
     assert not list(tmp_path.glob("model.*"))  # nothing half-written
 
 
+def _infer_both_ways(bundle: str, ckpt, tmp_path, **settings) -> list[str]:
+    """Inference from the checkpoint (in this process, as ``monai-app infer`` runs it) and from its TorchScript export
+    (``python -m monai.bundle run inference --torchscript_path``, as users run it); the names written by both."""
+    from monai_app.workflow import run_bundle
+
+    export_bundle(bundle, ckpt, formats=("torchscript",), overrides=SMALL[bundle])
+    run_bundle(bundle, "inference", {"output_dir": str(tmp_path / "ckpt"), "ckpt_path": str(ckpt), **settings})
+    bundle_run("inference", f"bundles/{bundle}/configs/inference.json", output_dir=tmp_path / "ts",
+               torchscript_path=tmp_path / "model.ts", **settings)
+    written = sorted(p.name for p in (tmp_path / "ckpt").iterdir() if p.suffix in (".gz", ".png"))
+    assert written and written == sorted(p.name for p in (tmp_path / "ts").iterdir() if p.suffix in (".gz", ".png"))
+    return written
+
+
 def test_brats_inference_from_torchscript_writes_the_checkpoints_label_maps(msd_tiny, tmp_path):
     ckpt = _checkpoint("brats_unet3d", tmp_path / "model.pt", seed=3)
-    export_bundle("brats_unet3d", ckpt, formats=("torchscript",), overrides=SMALL["brats_unet3d"])
-    config = "bundles/brats_unet3d/configs/inference.json"
-    common = {"input": msd_tiny / "imagesTs", "channels": "[8,16,32]", "num_workers": 0}
-    bundle_run("inference", config, output_dir=tmp_path / "ckpt", ckpt_path=ckpt, **common)
-    bundle_run("inference", config, output_dir=tmp_path / "ts", torchscript_path=tmp_path / "model.ts", **common)
-    written = sorted(p.name for p in (tmp_path / "ckpt").glob("*.nii.gz"))
-    assert written and written == sorted(p.name for p in (tmp_path / "ts").glob("*.nii.gz"))
-    for name in written:
+    for name in _infer_both_ways("brats_unet3d", ckpt, tmp_path, input=str(msd_tiny / "imagesTs"),
+                                 channels=[8, 16, 32], num_workers=0):
         a, b = nib.load(tmp_path / "ckpt" / name), nib.load(tmp_path / "ts" / name)
         np.testing.assert_array_equal(np.asarray(a.dataobj), np.asarray(b.dataobj))
         np.testing.assert_allclose(a.affine, b.affine)
@@ -76,15 +90,8 @@ def test_brats_inference_from_torchscript_writes_the_checkpoints_label_maps(msd_
 
 def test_camvid_inference_from_torchscript_writes_the_checkpoints_pngs(tmp_path):
     ckpt = _checkpoint("camvid_unet2d", tmp_path / "model.pt", seed=5)
-    export_bundle("camvid_unet2d", ckpt, formats=("torchscript",), overrides=SMALL["camvid_unet2d"])
-    config = "bundles/camvid_unet2d/configs/inference.json"
-    common = {"input": SAMPLES / "camvid_dataset1" / "images_prepped_test", "features": "[8,16,16,32,32,8]",
-              "num_workers": 0}
-    bundle_run("inference", config, output_dir=tmp_path / "ckpt", ckpt_path=ckpt, **common)
-    bundle_run("inference", config, output_dir=tmp_path / "ts", torchscript_path=tmp_path / "model.ts", **common)
-    written = sorted(p.name for p in (tmp_path / "ckpt").glob("*.png"))
-    assert written and written == sorted(p.name for p in (tmp_path / "ts").glob("*.png"))
-    for name in written:
+    for name in _infer_both_ways("camvid_unet2d", ckpt, tmp_path, features=FEATURES, num_workers=0,
+                                 input=str(SAMPLES / "camvid_dataset1" / "images_prepped_test")):
         np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "ckpt" / name)),
                                       np.asarray(Image.open(tmp_path / "ts" / name)))
 
