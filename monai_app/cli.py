@@ -144,7 +144,8 @@ def _synth_ccp(args) -> str:
 
 
 SYNTH = {"brats": _synth_brats, "brats_unet3d": _synth_brats, "carvana": _synth_carvana,
-         "carvana_unet2d": _synth_carvana, "camvid": _synth_camvid, "camvid_unet2d": _synth_camvid, "voc": _synth_voc, "voc_unet2d": _synth_voc,
+         "carvana_unet2d": _synth_carvana, "camvid": _synth_camvid, "camvid_unet2d": _synth_camvid, "voc": _synth_voc,
+         "voc_unet2d": _synth_voc,
          "ccp": _synth_ccp, "ccp_unet2d": _synth_ccp}
 
 
@@ -242,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
                     common + [("--ckpt", str, "checkpoint (default: <output-dir>/models/model.pt)")])
     _bundle_command(sub, "infer", cmd_infer, "Segment a file or a folder of cases", [
         ("--input", str, "an image file, a folder of them, or BraTS case folders"),
-        ("--output-dir", str, "where <case_id>.nii.gz (3-D) or <case_id>.png (2-D) label maps are written"), ("--ckpt", str, "checkpoint"),
+        ("--output-dir", str, "where <case_id>.nii.gz (3-D) or <case_id>.png (2-D) label maps are written"),
+        ("--ckpt", str, "checkpoint"),
         ("--torchscript", str, "a TorchScript file from `monai-app export` to run instead of --ckpt"),
         ("--device", str, "cpu, cuda or cuda:N"), ("--dataset-format", str, "label convention to write")])
     synth = sub.add_parser("synth", help="write a synthetic dataset in a real on-disk layout",
@@ -257,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "segnet")
     synth.add_argument("--shape", type=int, nargs=3, default=[96, 96, 64], help="BraTS: approximate volume size")
     synth.add_argument("--size", type=int, nargs=2, metavar=("H", "W"),
-                       help="2-D image size (default: the real data's: 1280 1918 Carvana, 360 480 CamVid, 375 500 VOC, 832 550 CCP)")
+                       help="2-D image size (default: the real data's: 1280 1918 Carvana, 360 480 CamVid, 375 500 "
+                       "VOC, 832 550 CCP)")
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(func=cmd_synth)
     validate = sub.add_parser("validate", help="check a dataset folder before training: every case read, every "

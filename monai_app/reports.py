@@ -125,7 +125,8 @@ def _curve_figures(scalars: dict) -> list[tuple]:
             ax.grid(alpha=0.3)
         if name != "training":
             axes[0, 0].legend(fontsize=7, ncol=max(1, len(tags) // 8), loc="center left", bbox_to_anchor=(1, 0.5))
-        figures.append(("img", f"curves_{name}.png", _png(fig), f"{name.replace('_', ' ')} curves from tb/: {', '.join(tags)}"))
+        caption = f"{name.replace('_', ' ')} curves from tb/: {', '.join(tags)}"
+        figures.append(("img", f"curves_{name}.png", _png(fig), caption))
     return figures
 
 
@@ -168,7 +169,8 @@ def _header(run: Path, settings: dict, table) -> list[tuple]:
     rows += [[c, _fmt(summarise([{c: v} for v in values[:, i]], [c])[c]["mean"])] for i, c in enumerate(columns)
              if c.startswith("dice_") and len(columns) <= 8 or c in ("pixel_accuracy", "dice_model_size")]
     scores = _read_json(run / "eval" / "dataset_scores.json") or {}
-    rows += [[f"{k} (dataset level, dataset_scores.json)", _fmt(scores[k])] for k in ("miou", "mean_dice") if k in scores]
+    rows += [[f"{k} (dataset level, dataset_scores.json)", _fmt(scores[k])] for k in ("miou", "mean_dice")
+             if k in scores]
     return blocks + [("h2", f"Headline metrics ({len(cases)} evaluated cases, mean per case)"),
                      ("table", ["metric", "value"], rows)]
 
