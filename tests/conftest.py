@@ -26,12 +26,12 @@ def bundle_run(run_id: str, config_file: str, cwd: Path = REPO, **overrides) -> 
     return proc
 
 
-def tb_tags(tb_dir: Path) -> tuple[set[str], set[str]]:
-    """The scalar and image tags of the TensorBoard events in ``tb_dir``."""
+def tb_tags(tb_dir: Path, pattern: str = "events.out.tfevents.*") -> tuple[set[str], set[str]]:
+    """The scalar and image tags of the TensorBoard events files in ``tb_dir`` (those matching ``pattern``)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     tags = {"scalars": set(), "images": set()}
-    for events in tb_dir.glob("events.out.tfevents.*"):
+    for events in tb_dir.glob(pattern):
         acc = EventAccumulator(str(events), size_guidance={"images": 0})
         acc.Reload()
         for kind in tags:

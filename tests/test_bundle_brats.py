@@ -61,6 +61,13 @@ def test_tensorboard_shows_loss_lr_region_dice_and_panels(trained):
     assert "val/flair_reference_prediction" in images
 
 
+def test_evaluation_adds_no_empty_tensorboard_file(evaluated, trained):
+    """TensorBoard lists one run per events file: evaluation must not leave one with nothing in it."""
+    for events in (trained / "tb").glob("events.out.tfevents.*"):
+        scalars, images = tb_tags(events.parent, events.name)
+        assert scalars or images, f"{events.name} holds no scalars or images"
+
+
 def test_evaluation_tables_cover_the_test_split(evaluated, trained):
     with open(evaluated / "per_case.csv") as f:
         rows = list(csv.reader(f))
