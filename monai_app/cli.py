@@ -204,7 +204,7 @@ def cmd_export(args, extra):
     from monai_app.export import export_bundle, format_export
 
     result = export_bundle(args.bundle, args.ckpt, out_dir=args.out_dir, formats=tuple(args.formats),
-                           overrides=parse_overrides(extra))
+                           overrides=parse_overrides(extra), dynamic_spatial=not args.fixed_size)
     print(format_export(result))
     return 0
 
@@ -282,6 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--ckpt", required=True, help="the checkpoint (model.pt) to export")
     export.add_argument("--out-dir", help="where model.ts, model.onnx and export.json go (default: beside --ckpt)")
     export.add_argument("--formats", nargs="+", default=["torchscript", "onnx"], choices=["torchscript", "onnx"])
+    export.add_argument("--fixed-size", action="store_true", help="ONNX: fixed spatial size (the bundle's patch "
+                        "size) instead of dynamic axes, for runtimes that want static shapes")
     export.set_defaults(func=cmd_export)
     score = sub.add_parser("score", help="score a folder of label maps against references (BraTS Dice, HD95)",
                            epilog=_epilog("score"), **raw)

@@ -2,8 +2,10 @@
 
 ``monai-app export <bundle> --ckpt runs/x/models/model.pt`` writes ``model.ts`` (``monai.bundle.ckpt_export``:
 metadata and inference config embedded, runnable with ``--torchscript_path``) and ``model.onnx``
-(``monai.bundle.onnx_export``), then runs PyTorch, TorchScript (``torch.jit.load``) and ONNX Runtime on the same
-seeded random input and reports the largest absolute difference from PyTorch for each.
+(``monai.bundle.onnx_export``, torch's ``torch.export``-based exporter), then runs PyTorch, TorchScript
+(``torch.jit.load``) and ONNX Runtime on the same seeded random input and reports the largest absolute difference from
+PyTorch for each. The ONNX model's batch axis is dynamic, and so are the spatial axes ``metadata.json`` declares as
+multiples (``"16*n"``: the 2-D bundles); those stay multiples in ONNX too, which cannot pad like BasicUNet does.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import io
 import json
 import logging
 import os
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -46,6 +49,14 @@ def _input_shape(parser) -> list[int]:
     """(1, C, *roi_size): channels from metadata.json, the spatial size the bundle's inferer feeds the network."""
     channels = parser["_meta_"]["network_data_format"]["inputs"]["image"]["num_channels"]
     return [1, int(channels), *map(int, parser.get_parsed_content("roi_size"))]
+
+
+def _dynamic_steps(parser, dynamic_spatial: bool) -> dict[int, int]:
+    """{axis: step} of the input axes to export as dynamic: the batch (step 1) and, with ``dynamic_spatial``, each
+    spatial axis metadata.json gives as a multiple ("16*n": step 16); a fixed size (BraTS' 64) stays fixed."""
+    sizes = parser["_meta_"]["network_data_format"]["inputs"]["image"]["spatial_shape"]
+    multiples = [re.fullmatch(r"\s*(\d+)\s*\*\s*n\s*", str(size)) for size in sizes] if dynamic_spatial else []
+    return {0: 1, **{axis: int(m[1]) for axis, m in enumerate(multiples, start=2) if m}}
 
 
 def _load_network(parser, ckpt: Path) -> torch.nn.Module:
@@ -91,16 +102,42 @@ def _max_diff(reference: torch.Tensor, output) -> float:
     return float(np.max(np.abs(reference.numpy() - np.asarray(output, dtype=np.float32))))
 
 
+def _export_onnx(path: Path, net, example, reference, steps: dict[int, int], common: dict, result: dict) -> float:
+    """``onnx_export`` to ``path``; the largest difference from PyTorch in ONNX Runtime on ``example`` and on a batch
+    of 2 one step larger along each dynamic spatial axis (so the dynamic axes are checked too)."""
+    import onnx
+    import onnxruntime
+    from monai.bundle import onnx_export
+
+    names = {a: "batch" if a == 0 else f"size{a}" for a in steps}
+    with _quiet():  # torch.onnx narrates every pass on stdout
+        onnx_export(filepath=str(path), use_trace=True, converter_kwargs={
+            "input_names": ["image"], "output_names": ["pred"], "dynamic_shapes": (names,)}, **common)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    bigger = [n + steps.get(a, 0) for a, n in enumerate(example.shape[2:], start=2)]
+    other = torch.rand([2, example.shape[1], *bigger], generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        pairs = [(reference, example), (net(other), other)]
+    result["versions"].update(onnx=onnx.__version__, onnxruntime=onnxruntime.__version__)
+    result["onnx_dynamic_axes"] = {str(a): "batch" if a == 0 else f"multiple of {n}" for a, n in steps.items()}
+    result["onnx_checked_shapes"] = [list(x.shape) for _, x in pairs]
+    return max(_max_diff(ref, session.run(None, {"image": x.numpy()})[0]) for ref, x in pairs)
+
+
 def export_bundle(bundle: str | os.PathLike, ckpt_path: str | os.PathLike, out_dir: str | os.PathLike | None = None,
-                  formats: Sequence[str] = ("torchscript", "onnx"), overrides: Mapping[str, Any] | None = None) -> dict:
+                  formats: Sequence[str] = ("torchscript", "onnx"), overrides: Mapping[str, Any] | None = None,
+                  dynamic_spatial: bool = True) -> dict:
     """Export ``ckpt_path`` of ``bundle`` and check each export against PyTorch; returns what ``export.json`` holds.
+
+    ``dynamic_spatial=False`` gives an ONNX model of the check input's spatial size only (for runtimes that want fixed
+    shapes; also faster to export: 4.6 s instead of 6-8 s for Carvana's UNet on 2 CPU cores).
 
     Raises:
         UserInputError: unknown bundle or format, or a checkpoint that is missing or does not fit the network.
         RuntimeError: an export whose output differs from PyTorch's by more than the tolerance.
     """
     import monai
-    from monai.bundle import ckpt_export, onnx_export
+    from monai.bundle import ckpt_export
 
     from monai_app.workflow import bundle_path
 
@@ -123,6 +160,7 @@ def export_bundle(bundle: str | os.PathLike, ckpt_path: str | os.PathLike, out_d
               "config_file": str(root / "configs" / "inference.json"), "input_shape": shape,
               "bundle_root": str(root), "device": "cpu", **overrides}
     limit = TOLERANCE * max(1.0, float(reference.abs().max()))
+    steps = _dynamic_steps(parser, dynamic_spatial)
     result = {"bundle": root.name, "checkpoint": str(ckpt.resolve()), "input_shape": shape,
               "max_abs_output": float(reference.abs().max()), "max_abs_diff_allowed": limit,
               "versions": {"monai": monai.__version__, "torch": torch.__version__}, "exports": {}}
@@ -136,18 +174,7 @@ def export_bundle(bundle: str | os.PathLike, ckpt_path: str | os.PathLike, out_d
                 with torch.no_grad():
                     diff = _max_diff(reference, loaded(example))
             else:
-                import onnx
-                import onnxruntime
-
-                with _quiet():  # torch.onnx narrates every pass on stdout
-                    onnx_export(filepath=str(tmp), use_trace=True,
-                                converter_kwargs={"input_names": ["image"], "output_names": ["pred"],
-                                                  "dynamic_shapes": ({0: "batch"},)}, **common)
-                session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-                pair = torch.cat([example, example.flip(0).neg().add(1)])  # a batch of 2: the batch axis is dynamic
-                with torch.no_grad():
-                    diff = _max_diff(net(pair), session.run(None, {"image": pair.numpy()})[0])
-                result["versions"].update(onnx=onnx.__version__, onnxruntime=onnxruntime.__version__)
+                diff = _export_onnx(tmp, net, example, reference, steps, common, result)
             if not diff <= limit:
                 raise RuntimeError(f"{fmt} export of {ckpt} differs from PyTorch by {diff:.3g} (limit {limit:.3g}); "
                                    "nothing was written")

@@ -21,6 +21,7 @@ SMALL = {"brats_unet3d": {"channels": [8, 16, 32], "roi_size": [32, 32, 32]},  #
          "camvid_unet2d": {"features": FEATURES, "image_size": 64},
          "voc_unet2d": {"features": FEATURES, "image_size": 64},
          "ccp_unet2d": {"features": FEATURES, "roi_size": [64, 48]}}
+STATIC = {"ccp_unet2d"}  # exported with dynamic_spatial=False: an ONNX model of the checked size only
 
 
 def _checkpoint(bundle: str, path, seed: int = 0):
@@ -33,10 +34,11 @@ def _checkpoint(bundle: str, path, seed: int = 0):
 
 @pytest.mark.parametrize("bundle", list(SMALL))
 def test_export_writes_torchscript_and_onnx_that_agree_with_pytorch(bundle, tmp_path):
+    import onnxruntime
     from monai.data import load_net_with_metadata
 
     ckpt = _checkpoint(bundle, tmp_path / "model.pt")
-    result = export_bundle(bundle, ckpt, overrides=SMALL[bundle])
+    result = export_bundle(bundle, ckpt, overrides=SMALL[bundle], dynamic_spatial=bundle not in STATIC)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export.json", "model.onnx", "model.pt", "model.ts"]
     saved = json.loads((tmp_path / "export.json").read_text())
     assert saved == json.loads(json.dumps(result))
@@ -45,6 +47,14 @@ def test_export_writes_torchscript_and_onnx_that_agree_with_pytorch(bundle, tmp_
     assert saved["input_shape"] == [1, channels, *roi]  # channels from metadata.json, spatial size the inferer's
     assert saved["max_abs_diff_allowed"] == pytest.approx(1e-4 * max(1.0, saved["max_abs_output"]))
     assert {"monai", "torch", "onnx", "onnxruntime"} <= set(saved["versions"])
+    # batch axis dynamic; spatial axes too where metadata.json says "16*n" (2-D), checked one step larger
+    dynamic = bundle not in STATIC and bundle != "brats_unet3d"
+    assert saved["onnx_dynamic_axes"] == {"0": "batch", **({"2": "multiple of 16", "3": "multiple of 16"} if dynamic
+                                                             else {})}
+    assert saved["onnx_checked_shapes"] == [[1, channels, *roi], [2, channels, *[n + 16 * dynamic for n in roi]]]
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    sizes = [f"size{a}" for a in range(2, 2 + len(roi))] if dynamic else roi
+    assert [(i.name, i.shape) for i in session.get_inputs()] == [("image", ["batch", channels, *sizes])]
     for fmt in ("torchscript", "onnx"):
         assert saved["exports"][fmt]["max_abs_diff"] <= saved["max_abs_diff_allowed"]
         assert saved["exports"][fmt]["size_mb"] > 0
@@ -65,15 +75,19 @@ def test_a_checkpoint_of_another_bundle_is_named_in_a_clear_error(tmp_path):
     assert not list(tmp_path.glob("model.*"))  # nothing half-written
 
 
-def _infer_both_ways(bundle: str, ckpt, tmp_path, **settings) -> list[str]:
+def _infer_both_ways(bundle: str, ckpt, tmp_path, cli: bool, **settings) -> list[str]:
     """Inference from the checkpoint (in this process, as ``monai-app infer`` runs it) and from its TorchScript export
-    (``python -m monai.bundle run inference --torchscript_path``, as users run it); the names written by both."""
+    (with ``cli``: ``python -m monai.bundle run inference --torchscript_path``, as users run it); the names written."""
     from monai_app.workflow import run_bundle
 
     export_bundle(bundle, ckpt, formats=("torchscript",), overrides=SMALL[bundle])
     run_bundle(bundle, "inference", {"output_dir": str(tmp_path / "ckpt"), "ckpt_path": str(ckpt), **settings})
-    bundle_run("inference", f"bundles/{bundle}/configs/inference.json", output_dir=tmp_path / "ts",
-               torchscript_path=tmp_path / "model.ts", **settings)
+    if cli:
+        bundle_run("inference", f"bundles/{bundle}/configs/inference.json", output_dir=tmp_path / "ts",
+                   torchscript_path=tmp_path / "model.ts", **settings)
+    else:
+        run_bundle(bundle, "inference", {"output_dir": str(tmp_path / "ts"), "ckpt_path": str(tmp_path / "absent.pt"),
+                                         "torchscript_path": str(tmp_path / "model.ts"), **settings})  # no checkpoint
     written = sorted(p.name for p in (tmp_path / "ckpt").iterdir() if p.suffix in (".gz", ".png"))
     assert written and written == sorted(p.name for p in (tmp_path / "ts").iterdir() if p.suffix in (".gz", ".png"))
     return written
@@ -81,7 +95,7 @@ def _infer_both_ways(bundle: str, ckpt, tmp_path, **settings) -> list[str]:
 
 def test_brats_inference_from_torchscript_writes_the_checkpoints_label_maps(msd_tiny, tmp_path):
     ckpt = _checkpoint("brats_unet3d", tmp_path / "model.pt", seed=3)
-    for name in _infer_both_ways("brats_unet3d", ckpt, tmp_path, input=str(msd_tiny / "imagesTs"),
+    for name in _infer_both_ways("brats_unet3d", ckpt, tmp_path, cli=True, input=str(msd_tiny / "imagesTs"),
                                  channels=[8, 16, 32], num_workers=0):
         a, b = nib.load(tmp_path / "ckpt" / name), nib.load(tmp_path / "ts" / name)
         np.testing.assert_array_equal(np.asarray(a.dataobj), np.asarray(b.dataobj))
@@ -90,7 +104,7 @@ def test_brats_inference_from_torchscript_writes_the_checkpoints_label_maps(msd_
 
 def test_camvid_inference_from_torchscript_writes_the_checkpoints_pngs(tmp_path):
     ckpt = _checkpoint("camvid_unet2d", tmp_path / "model.pt", seed=5)
-    for name in _infer_both_ways("camvid_unet2d", ckpt, tmp_path, features=FEATURES, num_workers=0,
+    for name in _infer_both_ways("camvid_unet2d", ckpt, tmp_path, cli=False, features=FEATURES, num_workers=0,
                                  input=str(SAMPLES / "camvid_dataset1" / "images_prepped_test")):
         np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "ckpt" / name)),
                                       np.asarray(Image.open(tmp_path / "ts" / name)))
