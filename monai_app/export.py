@@ -192,5 +192,8 @@ def format_export(result: Mapping) -> str:
              for fmt, e in result["exports"].items()]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
-    shape = "x".join(map(str, result["input_shape"]))
-    return "\n".join([f"{result['bundle']}: checked on one random input of shape {shape}", *lines])
+    shape = lambda s: "x".join(map(str, s))  # noqa: E731
+    onnx_also = [shape(s) for s in result.get("onnx_checked_shapes", [])[1:]]
+    checked = f"a random input of shape {shape(result['input_shape'])}" + (
+        f" (ONNX also on {', '.join(onnx_also)}, dynamic axes: {result['onnx_dynamic_axes']})" if onnx_also else "")
+    return "\n".join([f"{result['bundle']}: checked on {checked}", *lines])
