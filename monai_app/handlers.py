@@ -20,6 +20,11 @@ from ignite.engine import Engine, Events
 logger = logging.getLogger(__name__)
 
 
+def _numpy(x) -> np.ndarray | None:
+    """A tensor (or array) of an engine output as a numpy array on the CPU; None stays None."""
+    return None if x is None else np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x)
+
+
 def _items(batch) -> list:
     """A (decollated) batch as a list of per-case dicts."""
     return list(batch) if isinstance(batch, (list, tuple)) else [batch]
@@ -216,9 +221,8 @@ class SegmentationPanels:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._write)
 
     def __call__(self, engine: Engine) -> None:
-        as_np = lambda t: None if t is None else np.asarray(t.detach().cpu() if isinstance(t, torch.Tensor) else t)
         for item in _items(engine.state.output)[: self.num_images - len(self._panels)]:
-            image, label, pred = (as_np(item.get(k)) for k in self.keys)
+            image, label, pred = (_numpy(item.get(k)) for k in self.keys)
             self._panels.append(self.panel_fn(image, label, pred))
 
     def _write(self, engine: Engine) -> None:
@@ -255,12 +259,11 @@ class CaseSnapshots:
 
         from monai_app.io import atomic_path
 
-        as_np = lambda t: None if t is None else np.asarray(t.detach().cpu() if isinstance(t, torch.Tensor) else t)
         for out, batch in zip(_items(engine.state.output), _items(engine.state.batch)):
             case = (batch.get(self.case_key) if isinstance(batch, dict) else None) or out.get(self.case_key)
             case = str(case) if case is not None else f"case_{self._count:04d}"
             self._count += 1
-            panel = self.panel_fn(*(as_np(out.get(k)) for k in self.keys))
+            panel = self.panel_fn(*(_numpy(out.get(k)) for k in self.keys))
             with atomic_path(f"{self.output_dir}/{case.replace('/', '_')}.png") as tmp:
                 Image.fromarray(np.ascontiguousarray(panel, dtype=np.uint8)).save(tmp, compress_level=3)
 

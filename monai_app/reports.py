@@ -23,7 +23,7 @@ import numpy as np
 
 from monai_app.errors import UserInputError
 from monai_app.io import atomic_path, atomic_write_text
-from monai_app.tables import summarise
+from monai_app.tables import STATS, summarise
 
 NO_PICTURES = "No picture of this case: run evaluation again to get pictures (eval/cases/)."
 CSS = """body{font:14px/1.45 system-ui,sans-serif;max-width:1200px;margin:1.5em auto;padding:0 1em;color:#222}
@@ -156,7 +156,7 @@ def _bundle_name(run: Path, settings: dict) -> str:
     return next((w for w in words if w in known), settings.get("bundle", "unknown bundle"))
 
 
-def _header(run: Path, settings: dict, table) -> list[tuple]:
+def _header(run: Path, settings: dict, table, summary: dict) -> list[tuple]:
     now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     blocks = [("h1", f"Run report: {_bundle_name(run, settings)}"), ("p", f"Run folder: {run.resolve()}"),
               ("p", f"Report written {now}.")]
@@ -166,7 +166,7 @@ def _header(run: Path, settings: dict, table) -> list[tuple]:
     columns, cases, values = table
     name, key = key_metric(columns, values)
     rows = [[f"{name} (key metric)", _fmt(float(np.nanmean(key)) if np.isfinite(key).any() else None)]]
-    rows += [[c, _fmt(summarise([{c: v} for v in values[:, i]], [c])[c]["mean"])] for i, c in enumerate(columns)
+    rows += [[c, _fmt(summary[c]["mean"])] for c in columns
              if c.startswith("dice_") and len(columns) <= 8 or c in ("pixel_accuracy", "dice_model_size")]
     scores = _read_json(run / "eval" / "dataset_scores.json") or {}
     rows += [[f"{k} (dataset level, dataset_scores.json)", _fmt(scores[k])] for k in ("miou", "mean_dice")
@@ -175,12 +175,10 @@ def _header(run: Path, settings: dict, table) -> list[tuple]:
                      ("table", ["metric", "value"], rows)]
 
 
-def _metric_blocks(run: Path, table) -> list[tuple]:
+def _metric_blocks(run: Path, table, summary: dict) -> list[tuple]:
     columns, cases, values = table
-    summary = summarise([dict(zip(columns, map(float, row))) for row in values], columns)
-    stats = ["mean", "median", "std", "min", "max", "n"]
     blocks = [("h2", "Metrics per case column (NaN left out)"),
-              ("table", ["metric", *stats], [[c, *(_fmt(summary[c][s]) for s in stats)] for c in columns])]
+              ("table", ["metric", *STATS], [[c, *(_fmt(summary[c][s]) for s in STATS)] for c in columns])]
     classes = _read_csv(run / "eval" / "class_scores.csv")
     if classes is not None:
         blocks += [("h2", "Per-class scores over the whole evaluation set (class_scores.csv)"),
@@ -310,11 +308,13 @@ def write_report(run_dir: str | os.PathLike) -> tuple[Path, Path]:
     settings = _read_json(run / "settings.json") or {}
     table = _read_csv(run / "eval" / "per_case.csv")
     table = table if table is not None and table[0] and len(table[1]) else None
-    blocks = _header(run, settings, table) + [("h2", "Training and validation curves")]
+    # the statistics evaluation wrote to summary.json, from the same per-case values
+    summary = summarise([dict(zip(table[0], map(float, row))) for row in table[2]], table[0]) if table else {}
+    blocks = _header(run, settings, table, summary) + [("h2", "Training and validation curves")]
     scalars = read_scalars(run / "tb")
     blocks += _curve_figures(scalars) if scalars else [("note", "No training curves: tb/ has no scalar events.")]
     if table is not None:
-        blocks += _metric_blocks(run, table) + _case_blocks(run, table)
+        blocks += _metric_blocks(run, table, summary) + _case_blocks(run, table)
     blocks += _config_blocks(run, settings) + _environment_blocks(settings)
     files = run / "report_files"
     files.mkdir(exist_ok=True)
