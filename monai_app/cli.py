@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from monai_app.errors import UserInputError
+from monai_app.errors import UserInputError, message, quiet_user_errors, user_error
 
 logger = logging.getLogger("monai_app")
 
@@ -295,23 +295,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def user_error(exc: BaseException) -> UserInputError | None:
-    """The :class:`UserInputError` behind ``exc`` (MONAI wraps errors raised inside configs), if any."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, UserInputError):
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return None
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command in ("list", "synth", "score", "validate", "report"):
         parser.error(f"unrecognised arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(levelname)s %(message)s")
+    if not args.debug:
+        quiet_user_errors()
     try:
         return args.func(args, extra)
     except KeyboardInterrupt:
@@ -324,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         problem = user_error(exc)
         if problem is None or args.debug:
             raise
-        print(f"monai-app: error: {problem}", file=sys.stderr)
+        print(f"monai-app: error: {message(problem)}", file=sys.stderr)
         return 2
 
 

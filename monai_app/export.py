@@ -60,19 +60,10 @@ def _dynamic_steps(parser, dynamic_spatial: bool) -> dict[int, int]:
 
 
 def _load_network(parser, ckpt: Path) -> torch.nn.Module:
+    from monai_app.checkpoints import load_objects
+
     net = parser.get_parsed_content("network_def")
-    try:
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise UserInputError(f"{ckpt}: not a readable PyTorch checkpoint ({exc.__class__.__name__}: {exc})") from exc
-    state = state.get("model", state) if isinstance(state, dict) else state
-    try:
-        net.load_state_dict(state)
-    except (RuntimeError, AttributeError, TypeError) as exc:
-        lines = [line.strip() for line in str(exc).strip().splitlines()]
-        first = " ".join(lines[:2])[:200]
-        raise UserInputError(f"{ckpt}: does not fit this bundle's network ({first}...); it is probably from another "
-                             "bundle, or was trained with other network keys (e.g. --features)") from exc
+    load_objects(ckpt, {"model": net})  # torch.load(weights_only=True); one-line errors naming the file
     return net.eval()
 
 

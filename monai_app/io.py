@@ -1,12 +1,48 @@
-"""Writing files so that a crash or a full disk never leaves a half-written output behind."""
+"""Writing files so that a crash or a full disk never leaves a half-written output behind, and clear errors when an
+output cannot be written at all (a full disk, a folder that is not writable)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+from monai_app.errors import UserInputError
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+class OutputError(UserInputError):
+    """An output cannot be written at all (the disk is full, the folder is not writable): every later write would
+    fail the same way, so a run stops on it instead of going on case by case."""
+
+
+def _folder_error(folder: Path, exc: OSError, what: str = "output folder") -> OutputError:
+    """The :class:`OutputError` for failing to create ``folder`` or a file in it."""
+    if exc.errno in NO_SPACE:
+        return OutputError(f"{folder}: no space left on device; nothing was written")
+    blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    reason = f"{blocker} is a file, not a folder" if blocker is not None else exc.strerror or str(exc)
+    return OutputError(f"{folder}: {what} is not writable ({reason})")
+
+
+def check_output_dir(path: str | os.PathLike, what: str = "output folder") -> str:
+    """Create the folder ``path`` if needed and make sure a file can be created in it, before any work is done.
+
+    Raises:
+        OutputError: ``<path>: output folder is not writable (<why>)``, or no space is left to create a file.
+    """
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise _folder_error(folder, exc, what) from exc
+    return str(path)
 
 
 @contextmanager
@@ -15,11 +51,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     The temporary name keeps the final suffixes (``.nii.gz``, ``.png``), so writers that choose the format
     from the name still work.
+
+    Raises:
+        OutputError: the folder cannot be created or written, or the disk is full (``<path>: no space left on
+            device; nothing was written``); no temporary file is left behind.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix}", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix}", dir=path.parent)
+    except OSError as exc:
+        raise _folder_error(path.parent, exc) from exc
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
@@ -27,8 +70,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield Path(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in NO_SPACE:
+            raise OutputError(f"{path}: no space left on device; nothing was written") from exc
         raise
 
 

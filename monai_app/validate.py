@@ -333,3 +333,69 @@ def format_validation(result: ValidationResult) -> str:
         layout = len(result.problems) - result.case_problems
         count += f" {cases}" if not layout else f" ({result.case_problems} {cases}, {layout} about the whole dataset)"
     return "\n".join(lines + [count])
+
+
+# ------------------------------------------------------------------------------------------- before training
+def _fingerprint(root: Path) -> list:
+    """Every file under ``root`` as (relative path, size, modification time): what a cached check is valid for."""
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath, name)
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            files.append([str(path.relative_to(root)), stat.st_size, int(stat.st_mtime_ns)])
+    return files
+
+
+def check_before_training(bundle: str, dataset_dir: str | os.PathLike, dataset_format: str | None = None,
+                          output_dir: str | os.PathLike | None = None, enabled: bool = True) -> None:
+    """Fail fast, before the first epoch, with the list of every problem :func:`validate_dataset` finds.
+
+    A clean result is remembered in ``output_dir/dataset_check.json`` with the size and time of every file, so a
+    resumed or repeated run on an unchanged folder does not read the whole dataset again.
+
+    Raises:
+        UserInputError: ``output_dir`` cannot be written to (checked even when ``enabled`` is false).
+        DatasetError: the dataset has problems; the message lists them (as ``monai-app validate`` prints them).
+    """
+    import json
+    import logging
+
+    from monai_app.io import atomic_write_text, check_output_dir
+
+    if output_dir is not None:
+        check_output_dir(output_dir)
+    if not enabled:
+        return
+    root = Path(dataset_dir)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: dataset_dir does not exist or is not a folder")
+    record = Path(output_dir) / "dataset_check.json" if output_dir is not None else None
+    key = {"bundle": bundle, "dataset_dir": str(root.resolve()), "dataset_format": dataset_format}
+    fingerprint = _fingerprint(root)
+    if record is not None and record.is_file():
+        try:
+            saved = json.loads(record.read_text())
+            if saved.get("key") == key and saved.get("files") == fingerprint:
+                return
+        except (OSError, ValueError):
+            pass
+    log = logging.getLogger(__name__)
+    log.info("checking %s before training (every case is read once; `--validate_data false` skips this)", root)
+    result = validate_dataset(bundle, root, None if dataset_format == "auto" else dataset_format)
+    if not result.ok:
+        if len(result.problems) == 1:
+            raise DatasetError(f"{result.problems[0]} (training did not start)")
+        shown = result.problems[:20]
+        more = f"\n  ... and {len(result.problems) - 20} more (`monai-app validate {bundle} --dataset-dir {root}` " \
+            "lists them all)" if len(result.problems) > 20 else ""
+        raise DatasetError(f"{root}: {_plural(len(result.problems), 'problem')} in the dataset; training did not "
+                           "start:\n  " + "\n  ".join(shown) + more)
+    if record is not None:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(record, json.dumps({"key": key, "cases": result.cases, "files": fingerprint}))
+    log.info("%s: no problems found in %s", root, _plural(result.cases, "case"))

@@ -15,6 +15,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 
 from conftest import BRATS_BUNDLE, REPO, tb_tags
 from conftest import bundle_run as run_bundle
@@ -48,7 +49,10 @@ def evaluated(trained, msd_tiny) -> Path:
 def test_training_writes_the_run_folder(trained):
     models = trained / "models"
     assert (models / "model.pt").is_file(), "best checkpoint missing"
-    assert [p.name for p in models.glob("last_checkpoint_epoch=*.pt")] == ["last_checkpoint_epoch=2.pt"]
+    assert sorted(p.name for p in models.iterdir()) == ["last.pt", "model.pt"]
+    last = torch.load(models / "last.pt", weights_only=True)
+    assert last["trainer"]["iteration"] == 2 * last["trainer"]["epoch_length"]
+    assert {"model", "optimizer", "lr_scheduler", "trainer", "best_metric"} <= set(last)
     split = json.loads((trained / "split.json").read_text())
     assert sum(len(split[k]) for k in ("train", "validation", "test")) == 6
     settings = json.loads((trained / "settings.json").read_text())

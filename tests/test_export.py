@@ -70,7 +70,7 @@ def test_a_checkpoint_of_another_bundle_is_named_in_a_clear_error(tmp_path):
     with pytest.raises(UserInputError, match=r"camvid\.pt: does not fit this bundle's network.*another bundle"):
         export_bundle("brats_unet3d", ckpt, overrides=SMALL["brats_unet3d"])
     (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(UserInputError, match=r"broken\.pt: not a readable PyTorch checkpoint"):
+    with pytest.raises(UserInputError, match=r"broken\.pt: not a PyTorch checkpoint"):
         export_bundle("camvid_unet2d", tmp_path / "broken.pt")
     assert not list(tmp_path.glob("model.*"))  # nothing half-written
 

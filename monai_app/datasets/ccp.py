@@ -48,11 +48,10 @@ PALETTE = ((0, 0, 0), (128, 64, 0), (250, 190, 150), (255, 215, 0), (160, 32, 24
 def _loadmat(path: str | os.PathLike, variable: str, what: str) -> np.ndarray:
     """``variable`` of a MATLAB file, or a DatasetError naming the file."""
     from scipy.io import loadmat
-    from scipy.io.matlab import MatReadError
 
     try:
         content = loadmat(str(path), variable_names=[variable])
-    except (OSError, ValueError, TypeError, NotImplementedError, MatReadError) as e:
+    except Exception as e:  # scipy raises MatReadError, ValueError, IndexError... on damaged files
         raise DatasetError(f"{path}: cannot read the {what} ({type(e).__name__}: {e})") from None
     if variable not in content:
         raise DatasetError(f"{path}: the {what} has no variable {variable!r}")
