@@ -142,6 +142,45 @@ class N4BiasFieldCorrectiond(MapTransform):
         return d
 
 
+class CheckImaged(MapTransform):
+    """Refuse an image (channel-first, after ``EnsureChannelFirstd``) that a network cannot segment: other than
+    ``spatial_dims``-D, another channel count than ``channels``, or NaN / infinite voxels. The
+    :class:`DatasetError` names the file and what was found (inference reports it for that case and goes on).
+
+    Args:
+        keys: the image keys.
+        channels: the channel count the network takes (BraTS: 4 modalities).
+        spatial_dims: 3 for volumes.
+        channel_names: the channels' names, for the message (``FLAIR, T1, T1 with contrast, T2``).
+    """
+
+    def __init__(self, keys: KeysCollection, channels: int, spatial_dims: int = 3,
+                 channel_names: Sequence[str] = (), allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.channels, self.spatial_dims, self.channel_names = int(channels), int(spatial_dims), list(channel_names)
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            img = d[key]
+            channels, spatial = img.shape[0], tuple(img.shape[1:])
+            names = f" ({', '.join(self.channel_names)})" if self.channel_names else ""
+            expected = f"{self.channels} channels{names}"
+            if len(spatial) != self.spatial_dims:
+                raise DatasetError(f"{_source(img)}: a {len(spatial)}-D image of shape {spatial} with {channels} "
+                                   f"channel(s); expected a {self.spatial_dims}-D volume with {expected}")
+            if channels != self.channels:
+                found = f"a single {self.spatial_dims}-D volume of shape {spatial}" if channels == 1 else \
+                    f"{channels} channels"
+                raise DatasetError(f"{_source(img)}: {found}; expected {expected}, e.g. a {self.spatial_dims + 1}-D "
+                                   "file with the channels last")
+            bad = int((~torch.isfinite(torch.as_tensor(img))).sum()) if img.is_floating_point() else 0
+            if bad:
+                raise DatasetError(f"{_source(img)}: {bad} voxel(s) are NaN or infinite; replace them (e.g. with 0) "
+                                   "and run this case again")
+        return d
+
+
 class MaskOutsideImaged(MapTransform):
     """Zero predictions where every channel of the image is zero: outside the brain of skull-stripped MRI.
 

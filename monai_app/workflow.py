@@ -114,8 +114,18 @@ def log_summary(eval_dir: str | os.PathLike) -> dict:
     return summary
 
 
-def log_outputs(output_dir: str | os.PathLike, datalist: Sequence[Mapping]) -> None:
-    """Log how many cases were segmented and where the outputs are."""
+def log_outputs(output_dir: str | os.PathLike, datalist: Sequence[Mapping], cases=None) -> None:
+    """Log how many cases were segmented and where the outputs are; the last step of an inference run.
+
+    Args:
+        output_dir: the folder of the label maps.
+        datalist: the cases given to the run.
+        cases: the evaluator's :class:`monai_app.robust.SkipFailedCases`, when it has one: then the count is of
+            the cases written, and failed cases are listed on stderr and end the run with a :class:`UserInputError`
+            (a non-zero exit), after every good case was written.
+    """
+    if cases is not None:
+        return cases.report(str(output_dir))
     logger.info("segmented %d case(s); label maps in %s", len(datalist), Path(output_dir).resolve())
 
 

@@ -251,9 +251,19 @@ def _input_cases(path: Path) -> list[dict]:
     cases = []
     for child in sorted(p for p in path.iterdir() if _visible(p)):
         if child.is_dir() and (fmt := _folder_format(child)) is not None:
-            cases.append(_per_modality_case(child, fmt))
+            try:
+                cases.append(_per_modality_case(child, fmt))
+            except DatasetError as exc:  # one incomplete case folder: reported at the end, the others go on
+                cases.append({"case_id": child.name, "image": str(child), "input_error": str(exc)})
         elif child.is_file() and image_stem(child) is not None:
             cases.append({"case_id": image_stem(child), "image": str(child)})
+    seen: dict[str, str] = {}
+    for case in cases:  # two inputs of one name would write the same output file
+        image = case["image"]
+        name = Path(image[0]).parent.name + "/" if isinstance(image, list) else Path(image).name
+        if seen.setdefault(case["case_id"], name) != name:
+            raise DatasetError(f"{path}: two inputs are named {case['case_id']!r} ({seen[case['case_id']]}, {name}); "
+                               "their outputs would overwrite each other")
     return cases
 
 
@@ -269,17 +279,21 @@ def find_inputs(input_path: str | os.PathLike, output_dir: str | os.PathLike | N
         skip_existing: resume an interrupted run instead of redoing finished cases.
         extension: the output file extension checked by ``skip_existing``.
 
+    A case that cannot be listed in full (a case folder without one of its modalities, a file listed in
+    ``dataset.json`` that is missing) gets an ``input_error`` item: inference reports it and goes on with the others.
+
     Raises:
-        DatasetError: the path does not exist or holds no image.
+        DatasetError: the path does not exist or holds no image, or it is one case folder missing a modality.
     """
     path = Path(input_path)
     if not path.exists():
         raise DatasetError(f"{path}: input does not exist")
     cases = _input_cases(path)
     for case in cases:
-        for f in case["image"] if isinstance(case["image"], list) else [case["image"]]:
-            if not Path(f).is_file():
-                raise DatasetError(f"{f}: listed input file does not exist")
+        missing = [f for f in case["image"] if not Path(f).is_file()] if isinstance(case["image"], list) else \
+            [case["image"]] if not Path(case["image"]).is_file() else []
+        if missing and "input_error" not in case:
+            case["input_error"] = f"{missing[0]}: listed input file does not exist"
     if not cases:
         raise DatasetError(f"{path}: no input images found (NIfTI, NRRD or MetaImage files, or BraTS case folders)")
     if skip_existing and output_dir is not None:
