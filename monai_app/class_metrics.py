@@ -29,6 +29,7 @@ from ignite.metrics import ConfusionMatrix
 from ignite.utils import to_onehot
 from monai.utils import convert_to_tensor
 
+from monai_app.distributed import all_gather_list, rank, world_size
 from monai_app.handlers import _items
 from monai_app.io import atomic_path, atomic_write_text
 
@@ -125,7 +126,7 @@ def confusion_matrix(pred, label, num_classes: int) -> torch.Tensor:
     metric = ConfusionMatrix(num_classes)
     scores = _pred_scores(pred, num_classes)
     metric.update((scores[None], _label_ids(label).to(scores.device)[None]))
-    return metric.compute().cpu()
+    return metric.confusion_matrix.cpu()  # this image's own: compute() would also sum it over DDP ranks
 
 
 def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
@@ -290,6 +291,8 @@ class ClassMetrics:
         return sum(self.matrices, torch.zeros(len(self.tags), len(self.tags), dtype=torch.int64))
 
     def __call__(self, engine: Engine) -> None:
+        if world_size() > 1:  # under DDP each rank saw its share of the images: gather them all, on every rank
+            self.case_ids, self.matrices = all_gather_list(self.case_ids), all_gather_list(self.matrices)
         total = self.total()
         scores = class_scores(total)
         metrics = {"miou": scores["miou"], "pixel_accuracy": scores["pixel_accuracy"], "mean_dice": scores["mean_dice"]}
@@ -298,7 +301,7 @@ class ClassMetrics:
         if not self.matrices:
             logger.warning("class metrics: no images this epoch")
             return
-        if self.output_dir is not None:
+        if self.output_dir is not None and rank() == 0:
             self.write(total, scores)
         logger.info("class metrics of %d images: mIoU %.4f, pixel accuracy %.4f", len(self.matrices),
                     float(scores["miou"]), float(scores["pixel_accuracy"]))

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
+from monai_app.distributed import all_gather_list, rank
+
 logger = logging.getLogger(__name__)
 
 
@@ -68,8 +70,9 @@ class MetricColumns:
         return f"{prefix}_{channel}" if channel else prefix
 
     def rows(self, engine: Engine) -> list[dict]:
-        """One dict per case: ``case_id`` then every column."""
-        rows = [{"case_id": c} for c in self.case_ids]
+        """One dict per case: ``case_id`` then every column. Under DDP the case ids of all ranks are gathered, in
+        the order MONAI gathers the metric details (so this runs on every rank)."""
+        rows = [{"case_id": c} for c in all_gather_list(self.case_ids)]
         for name, prefix in self.metrics.items():
             details = engine.state.metric_details.get(name)
             if details is None:
@@ -84,7 +87,7 @@ class MetricColumns:
         for col in self.columns:
             values = np.array([r[col] for r in rows], dtype=float)
             engine.state.metrics[col] = float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
-        if self.output_dir is not None:
+        if self.output_dir is not None and rank() == 0:
             from monai_app.tables import write_metric_tables
 
             write_metric_tables(rows, self.output_dir, self.columns)
