@@ -62,6 +62,13 @@ def test_training_fails_fast_with_the_problem_in_one_line(name, clean, tmp_path,
     assert not (cli_out / "models").exists()
 
 
+def test_debug_shows_the_traceback(tmp_path):
+    proc = bundle_run("training", "bundles/brats_unet3d/configs/train.json", dataset_dir=tmp_path / "missing",
+                      output_dir=tmp_path / "run", debug="true")
+    assert proc.returncode != 0 and "Traceback (most recent call last)" in proc.stderr
+    assert "DatasetError: " in proc.stderr and "dataset_dir does not exist" in proc.stderr
+
+
 def test_several_problems_are_listed_together(clean, tmp_path, capsys):
     """One run shows every problem, not only the first, so a user fixes the dataset in one go."""
     import shutil
@@ -96,6 +103,10 @@ def test_an_output_path_under_a_file_is_named_before_any_work(clean, tmp_path, c
     """(runs as root too: no permission can make a regular file a folder)"""
     blocker = tmp_path / "a_file"
     blocker.write_text("")
+    proc = bundle_run("training", "bundles/brats_unet3d/configs/train.json", dataset_dir=clean["msd"],
+                      output_dir=blocker / "run")
+    assert proc.returncode != 0
+    assert f"{blocker / 'run'}: output folder is not writable" in one_error_line(proc.stderr, "error: ")
     assert main(["train", "brats_unet3d", "--dataset-dir", str(clean["msd"]), "--output-dir",
                  str(blocker / "run")]) == 2
     line = one_error_line(capsys.readouterr().err, "monai-app: error: ")
