@@ -27,6 +27,7 @@ from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint
 from monai.handlers import CheckpointLoader
 
+from monai_app.distributed import initialized, rank
 from monai_app.errors import TrainingStopped, UserInputError
 from monai_app.io import OutputError, atomic_path
 
@@ -93,17 +94,9 @@ class WeightsLoader(CheckpointLoader):
         self.logger.info(f"loaded {', '.join(self.load_dict)} from {self.load_path}")
 
 
-def _distributed() -> bool:
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
-def _rank() -> int:
-    return torch.distributed.get_rank() if _distributed() else 0
-
-
 def _any_rank(*flags: bool) -> list[bool]:
     """Each flag, true when it is true on any rank (one small all-reduce under DDP, so ranks stop together)."""
-    if not _distributed():
+    if not initialized():
         return list(flags)
     backend = torch.distributed.get_backend()
     device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
@@ -230,7 +223,7 @@ class ResumableTraining:
 
     def save(self, engine: Engine) -> None:
         """Write ``last.pt`` atomically (rank 0 only): a crash while writing leaves the previous one whole."""
-        if _rank() != 0:
+        if rank() != 0:
             return
         record = self.state(engine)
         try:
