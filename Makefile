@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO ?= demo
 
-.PHONY: install test demo demo-carvana demo-camvid demo-voc demo-ccp clean
+.PHONY: install test bench demo demo-carvana demo-camvid demo-voc demo-ccp clean
 
 install: $(STAMP)
 
@@ -20,6 +20,16 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# CPU benchmarks (BENCHMARKS.md): inference on a BraTS-size case against plain MONAI, training throughput with each
+# data pipeline, scaling with size and number of cases. Synthetic data is written once under $(BENCH_DIR) and
+# reused. `make bench BENCH_CKPT=runs/brats/models/model.pt` scores inference with trained weights too.
+BENCH_DIR ?= .bench
+BENCH_CKPT ?=
+bench: $(STAMP)
+	$(PY) scripts/bench_inference.py --workdir $(BENCH_DIR) $(if $(BENCH_CKPT),--ckpt $(BENCH_CKPT))
+	$(PY) scripts/bench_training.py --workdir $(BENCH_DIR)
+	$(PY) scripts/bench_scaling.py --workdir $(BENCH_DIR)
 
 # Synthesise a small BraTS dataset (MSD layout), train on CPU for a few minutes, evaluate on the held-out
 # cases, segment the unlabelled ones, and print where everything is.
@@ -85,4 +95,4 @@ demo-ccp: $(STAMP)
 	@echo; column -s, -t < $(DEMO)/ccp_run/eval/class_scores.csv
 
 clean:
-	rm -rf $(VENV) $(DEMO) .pytest_cache
+	rm -rf $(VENV) $(DEMO) .pytest_cache $(BENCH_DIR)

@@ -174,7 +174,10 @@ class CheckImaged(MapTransform):
                     f"{channels} channels"
                 raise DatasetError(f"{_source(img)}: {found}; expected {expected}, e.g. a {self.spatial_dims + 1}-D "
                                    "file with the channels last")
-            bad = int((~torch.isfinite(torch.as_tensor(img))).sum()) if img.is_floating_point() else 0
+            plain = torch.as_tensor(img)
+            # one reduction first (NaN / inf propagate through a sum); count the voxels only when it fails
+            bad = int((~torch.isfinite(plain)).sum()) if plain.is_floating_point() and not torch.isfinite(
+                plain.sum()) else 0
             if bad:
                 raise DatasetError(f"{_source(img)}: {bad} voxel(s) are NaN or infinite; replace them (e.g. with 0) "
                                    "and run this case again")

@@ -1,0 +1,208 @@
+"""Training throughput of the bundles' real training step, fed from memory versus from their real data pipelines.
+
+    python scripts/bench_training.py [--quick] [--device cpu|cuda] [--repeats 3] [--workdir DIR]
+
+One step is MONAI's ``SupervisedTrainer`` iteration with each bundle's own network, loss, optimizer and training
+post-processing, parsed from its ``train.json`` by MONAI's ``ConfigWorkflow`` (handlers left out: they act per
+epoch, or write one scalar per step). It is fed by
+  - pre-made batches already in memory (the compute bound), or
+  - the bundle's own train transforms over synthetic cases, through the dataset and loader of each row:
+    the default (``CacheDataset`` with ``cache_rate`` 0, i.e. no cache, ``DataLoader`` with ``num_workers`` 2 on
+    this machine), ``num_workers`` 0, ``CacheDataset`` (cache_rate 1.0) with workers or with MONAI's
+    ``ThreadDataLoader``, ``PersistentDataset`` (deterministic transforms cached on disk).
+brats_unet3d: BraTS-size cases (240 x 240 x 155 x 4), 64^3 patches, batch_size 2 and 4 (x num_samples 2 patches).
+carvana_unet2d: full-size (1280 x 1918) synthetic photographs resized to 256^2, its default batch_size 8.
+Per step: the time between steps (median, min-max) and the part of it spent waiting for the loader. Each row
+starts its loader again every round (1 warm-up step, then timed steps); rounds are interleaved across rows.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from ignite.engine import Events
+from monai.data import CacheDataset, PersistentDataset
+from monai.engines import SupervisedTrainer
+
+from bench_common import base_parser, describe_machine, finish, med, parse, spread, table, write_brats_case
+
+BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
+
+
+def workflow(bundle: str, overrides: dict):
+    """The bundle's training ConfigWorkflow with ``overrides``, initialised (nothing is trained yet)."""
+    from monai_app.workflow import make_workflow
+
+    wf = make_workflow(bundle, "training", overrides)
+    wf.initialize()
+    logging.disable(logging.INFO)  # the workflow's logging config turns INFO on; keep the tables readable
+    return wf
+
+
+def _scratch(work: Path, prefix: str) -> str:
+    """A new folder under ``work``, removed when the script ends."""
+    path = tempfile.mkdtemp(prefix=prefix, dir=work)
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+def loader_rows(bundle: str, work: Path, grid: str) -> dict[str, dict]:
+    """Row name -> overrides of the dataset and loader; ``grid`` "full", "2d" (no cache, and cached with a
+    ThreadDataLoader) or "defaults" (just the default)."""
+    rows = {"defaults: no cache, DataLoader num_workers 2": {"num_workers": 2}}
+    if grid == "defaults":
+        return rows
+    thread = {"train#dataloader#_target_": "ThreadDataLoader", "num_workers": 0}
+    rows["no cache, num_workers 0"] = {"num_workers": 0}
+    if grid == "full":
+        rows["CacheDataset (cache_rate 1.0), num_workers 2"] = {"cache_rate": 1.0, "num_workers": 2}
+    rows["CacheDataset + ThreadDataLoader (num_workers 0)"] = {"cache_rate": 1.0, **thread}
+    if grid == "full":
+        rows["PersistentDataset (disk cache), num_workers 2"] = {"num_workers": 2, "train#dataset": {
+            "_target_": "PersistentDataset", "data": "$@datalists['train']", "transform": "@train#preprocessing",
+            "cache_dir": _scratch(work, f"persistent_{bundle}_")}}
+    return rows
+
+
+class Stepper:
+    """One row: the bundle's components parsed once (so a cache is built once), a fresh trainer per round."""
+
+    def __init__(self, bundle: str, overrides: dict, device: str, in_memory: list | None = None) -> None:
+        progress = {} if "train#dataset" in overrides else {"train#dataset#progress": False}
+        self.wf = workflow(bundle, {"device": device, **progress, **overrides})
+        self.device, self.in_memory = device, in_memory
+        self.build_s, self.step_s, self.wait_s = 0.0, [], []
+        start = time.perf_counter()
+        self.loader = in_memory if in_memory is not None else self.wf.parser.get_parsed_content("train#dataloader")
+        dataset = getattr(self.loader, "dataset", None)
+        if isinstance(dataset, PersistentDataset):  # fill the disk cache now, timed as its build
+            for i in range(len(dataset)):
+                dataset[i]
+        self.build_s = time.perf_counter() - start if in_memory is None else 0.0
+        self.cache = _cache_size(dataset)
+
+    def run(self, steps: int) -> None:
+        """One warm-up step, then ``steps`` timed ones; records step times and waits for the loader."""
+        p = self.wf.parser
+        post = p.get_parsed_content("train#postprocessing") if "postprocessing" in p["train"] else None
+        trainer = SupervisedTrainer(device=torch.device(self.device), max_epochs=1, epoch_length=steps + 1,
+                                    train_data_loader=self.loader, network=p.get_parsed_content("network"),
+                                    optimizer=p.get_parsed_content("optimizer"), postprocessing=post,
+                                    loss_function=p.get_parsed_content("loss"), amp=p.get_parsed_content("amp"))
+        marks: dict[str, list[float]] = {"get": [], "got": [], "done": []}
+        for event, key in ((Events.GET_BATCH_STARTED, "get"), (Events.GET_BATCH_COMPLETED, "got"),
+                           (Events.ITERATION_COMPLETED, "done")):
+            trainer.add_event_handler(event, lambda _, k=key: marks[k].append(time.perf_counter()))
+        trainer.run()
+        done = marks["done"]
+        self.step_s += [b - a for a, b in zip(done[:-1], done[1:])]
+        self.wait_s += [b - a for a, b in zip(marks["get"][1:], marks["got"][1:])]
+
+
+def _nbytes(obj) -> int:
+    if isinstance(obj, (torch.Tensor, np.ndarray)):
+        return obj.nbytes
+    if isinstance(obj, dict):
+        return sum(_nbytes(v) for v in obj.values())
+    return sum(_nbytes(v) for v in obj) if isinstance(obj, (list, tuple)) else 0
+
+
+def _cache_size(dataset) -> str:
+    """What a dataset caches: GB of tensors in RAM (CacheDataset) or of files on disk (PersistentDataset)."""
+    if isinstance(dataset, CacheDataset) and getattr(dataset, "_cache", None):
+        return f"{_nbytes(dataset._cache) / 2**30:.2f} RAM"
+    if isinstance(dataset, PersistentDataset) and dataset.cache_dir is not None:
+        return f"{sum(f.stat().st_size for f in Path(dataset.cache_dir).glob('*')) / 2**30:.2f} disk"
+    return "-"
+
+
+def brats_datalist(work: Path, shape: tuple[int, ...], distinct: int, entries: int) -> list[dict]:
+    """``entries`` training items cycling over ``distinct`` synthetic BraTS-size cases (written once)."""
+    pairs = [write_brats_case(work / "data", shape, seed=100 + i) for i in range(distinct)]
+    return [{"case_id": f"case_{i:03d}", "image": str(pairs[i % distinct][0]), "label": str(pairs[i % distinct][1])}
+            for i in range(entries)]
+
+
+def carvana_datalist(work: Path, size: tuple[int, int], views: int, entries: int) -> list[dict]:
+    """``entries`` training items cycling over a synthetic Carvana folder (Kaggle layout, written once) of one car
+    photographed ``views`` times."""
+    from monai_app.datasets.carvana import find_cases
+    from monai_app.datasets.carvana_synth import write_carvana
+
+    root = work / "data" / f"carvana_{size[0]}x{size[1]}_{views}"
+    if not (root / "train_masks.csv").is_file():
+        write_carvana(root, cars=1, views=views, test_cars=0, size=size)
+    cases = find_cases(root)
+    return [{**cases[i % len(cases)], "case_id": f"case_{i:03d}"} for i in range(entries)]
+
+
+def in_memory_batches(bundle: str, overrides: dict, device: str, count: int) -> list:
+    """``count`` batches from the bundle's real loader, kept in memory (the same tensors fed again and again)."""
+    loader = workflow(bundle, {"device": device, **overrides, "num_workers": 0}).parser.get_parsed_content(
+        "train#dataloader")
+    first = [batch for _, batch in zip(range(2), loader)]
+    return [first[i % len(first)] for i in range(count)]
+
+
+def bench_rows(title: str, bundle: str, base: dict, rows: dict[str, dict], device: str, steps: int, rounds: int,
+               note: str) -> None:
+    """Measure every row of one table in rounds, the order rotated from round to round; print the table."""
+    steppers = {"pre-made batches in memory (compute only)":
+                Stepper(bundle, base, device, in_memory_batches(bundle, base, device, steps + 1))}
+    steppers.update({name: Stepper(bundle, {**base, **o}, device) for name, o in rows.items()})
+    order = list(steppers.values())
+    for r in range(rounds):
+        for s in order[r % len(order):] + order[: r % len(order)]:
+            s.run(steps)
+    compute = med(order[0].step_s)
+    out = []
+    for name, s in steppers.items():
+        step = med(s.step_s)
+        out.append([name, f"{s.build_s:.1f}" if s.build_s else "-", s.cache, spread(s.step_s), f"{1 / step:.2f}",
+                    spread(s.wait_s), f"{100 * (step / compute - 1):+.0f} %"])
+    table(title, ["data", "dataset build (s)", "cache (GB)", "step (s)", "it/s", "waiting for data (s/step)",
+                  "vs in memory"], out,
+          f"{note}; {rounds} rounds x {steps} timed steps per row, each round after a warm-up step. Waiting for data: "
+          "time the trainer blocked on the loader; with workers on a saturated CPU the loader costs compute time "
+          "instead, which only the 'vs in memory' column shows.")
+
+
+def main() -> None:
+    args = parse(base_parser(__doc__))
+    quick = args.quick
+    rounds, steps = (1, 2) if quick else (args.repeats or 3, 2)
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_training_"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(describe_machine(args.device))
+    shape = (64, 64, 48) if quick else (240, 240, 155)
+    small = {"roi_size": [32, 32, 32], "channels": [8, 16, 32, 64, 128]} if quick else {}
+    for batch in ((2,) if quick else (2, 4)):
+        items = brats_datalist(work, shape, 2 if quick else 4, batch * (steps + 1))
+        base = {"datalists": {"train": items, "validation": [], "test": []}, "label_format": "msd",
+                "output_dir": str(work / "run_brats"), "batch_size": batch, **small}
+        bench_rows(f"brats_unet3d training step, batch_size {batch} (x num_samples 2 = {2 * batch} patches of "
+                   f"{32 if quick else 64}^3), cases {'x'.join(map(str, shape))} x 4", "brats_unet3d", base,
+                   loader_rows("brats_unet3d", work, "full" if batch == 2 else "defaults"), args.device, steps,
+                   rounds, f"{len({i['image'] for i in items})} distinct synthetic cases, {len(items)} items")
+    size, small = ((320, 480), {"features": [8, 16, 32, 64, 128, 8], "image_size": 64}) if quick else \
+        ((1280, 1918), {})
+    batch = 2 if quick else 8
+    items = carvana_datalist(work, size, 4 if quick else 8, batch * (steps + 1))
+    base = {"datalists": {"train": items, "validation": [], "test": []}, "output_dir": str(work / "run_carvana"),
+            "batch_size": batch, **small}
+    bench_rows(f"carvana_unet2d training step, {small.get('image_size', 256)}^2, batch_size {batch}, photographs "
+               f"{size[0]}x{size[1]}", "carvana_unet2d", base, loader_rows("carvana_unet2d", work, "2d"),
+               args.device, steps, min(rounds, 2),
+               "synthetic Carvana photographs" + " (quick: a small network)" * bool(small))
+    finish()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""Smoke test of the benchmarks: each ``scripts/bench_*.py --quick`` runs to the end and prints its tables.
+
+Speed is never asserted (timings depend on the machine and its load); BENCHMARKS.md holds the measured numbers.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script, header", [
+    ("bench_inference.py", "| pipeline | read | preprocess | sliding window | postprocess | write | total |"),
+    ("bench_training.py", "| data | dataset build (s) | cache (GB) | step (s) | it/s |"),
+    ("bench_scaling.py", "| size | settings | Mvoxels |"),
+])
+def test_bench_script_quick(script: str, header: str, tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, str(SCRIPTS / script), "--quick", "--workdir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"{script} --quick failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    assert header in proc.stdout, proc.stdout[-3000:]
+    assert "# machine:" in proc.stdout
