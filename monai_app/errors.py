@@ -25,7 +25,8 @@ class TrainingStopped(RuntimeError):
 
 
 # A file system refusing a write or a read is the user's to fix (space, permissions), not a bug: shown as one line.
-DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS)
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+DISK_ERRORS = (*NO_SPACE, errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 def user_error(exc: BaseException | None) -> BaseException | None:
@@ -45,8 +46,8 @@ def user_error(exc: BaseException | None) -> BaseException | None:
 def message(exc: BaseException) -> str:
     """The message of ``exc`` without the worker traceback a ``DataLoader`` worker process wraps around it."""
     if isinstance(exc, OSError) and exc.errno in DISK_ERRORS:
-        what = "no space left on the device (nothing half-written was left behind)" if exc.errno in (
-            errno.ENOSPC, errno.EDQUOT) else str(exc.strerror).lower()
+        what = "no space left on the device (nothing half-written was left behind)" if exc.errno in NO_SPACE \
+            else str(exc.strerror).lower()
         return f"{exc.filename or 'a file'}: {what}"
     text = str(exc)
     if "Original Traceback" in text:  # re-raised from a DataLoader worker: the original message is the last line

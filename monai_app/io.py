@@ -3,16 +3,13 @@ output cannot be written at all (a full disk, a folder that is not writable)."""
 
 from __future__ import annotations
 
-import errno
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from monai_app.errors import UserInputError
-
-NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+from monai_app.errors import NO_SPACE, UserInputError
 
 
 class OutputError(UserInputError):
