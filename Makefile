@@ -36,9 +36,8 @@ bench: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/monai-app synth brats --out $(DEMO)/Task01_BrainTumour --cases 24 --test-cases 2
 	$(VENV)/bin/monai-app train brats_unet3d --dataset-dir $(DEMO)/Task01_BrainTumour --output-dir $(DEMO)/run \
-		--max-epochs 36 --val_interval 6 --cache_rate 1.0 --num_workers 2
-	$(VENV)/bin/monai-app evaluate brats_unet3d --dataset-dir $(DEMO)/Task01_BrainTumour --output-dir $(DEMO)/run \
-		--num_workers 2
+		--max-epochs 36 --val_interval 6 --cache_rate 1.0
+	$(VENV)/bin/monai-app evaluate brats_unet3d --dataset-dir $(DEMO)/Task01_BrainTumour --output-dir $(DEMO)/run
 	$(VENV)/bin/monai-app infer brats_unet3d --input $(DEMO)/Task01_BrainTumour/imagesTs --output-dir $(DEMO)/predictions \
 		--ckpt $(DEMO)/run/models/model.pt
 	@echo
@@ -54,9 +53,9 @@ SMALL_UNET := --features "[16,32,64,128,256,16]"
 demo-carvana: $(STAMP)
 	$(VENV)/bin/monai-app synth carvana --out $(DEMO)/carvana --cases 10 --size 320 480
 	$(VENV)/bin/monai-app train carvana_unet2d --dataset-dir $(DEMO)/carvana --output-dir $(DEMO)/carvana_run \
-		--max-epochs 10 --val_interval 2 --image_size 128 $(SMALL_UNET) --cache_rate 1.0 --num_workers 2
+		--max-epochs 10 --val_interval 2 --image_size 128 $(SMALL_UNET) --cache_rate 1.0
 	$(VENV)/bin/monai-app evaluate carvana_unet2d --dataset-dir $(DEMO)/carvana --output-dir $(DEMO)/carvana_run \
-		--image_size 128 $(SMALL_UNET) --num_workers 2
+		--image_size 128 $(SMALL_UNET)
 	$(VENV)/bin/monai-app infer carvana_unet2d --input $(DEMO)/carvana/test --output-dir $(DEMO)/carvana_predictions \
 		--ckpt $(DEMO)/carvana_run/models/model.pt --image_size 128 $(SMALL_UNET)
 	@echo "TensorBoard: $(VENV)/bin/tensorboard --logdir $(DEMO)/carvana_run/tb"

@@ -1,0 +1,60 @@
+"""Where a bundle's training dataset keeps its deterministic transforms: in RAM, on disk, or nowhere.
+
+``training_dataset`` is ``train#dataset`` in the train.json of brats_unet3d and carvana_unet2d:
+
+- ``cache_rate`` > 0: MONAI's ``CacheDataset`` keeps that share of the cases, transformed up to the first random
+  transform, in RAM (fastest; a BraTS-size case takes ~100-150 MB).
+- else ``cache_dir`` set: ``DiskCacheDataset`` (MONAI's ``PersistentDataset``) writes each case's deterministic
+  result to ``cache_dir`` during the first epoch and reads it back afterwards. The file names hash the case's
+  entry *and* the settings of the cached transforms, so runs with other settings (``pixdim``, ``n4``,
+  ``image_size``...) never read each other's files and one folder can be shared between runs.
+- else a plain ``Dataset`` (every transform on every step).
+
+BENCHMARKS.md §2 has what each costs per step.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from copy import deepcopy
+from pathlib import Path
+
+from monai.data import CacheDataset, Dataset, PersistentDataset
+from monai.data.utils import pickle_hashing
+
+
+class DiskCacheDataset(PersistentDataset):
+    """``PersistentDataset`` whose file names include the cached transforms' settings; a cache file it cannot read
+    (a copy cut short by a kill or a full disk) is made again, and when the cache cannot be written (a full disk)
+    training goes on without caching, with one warning, instead of stopping."""
+
+    def __init__(self, data: Sequence, transform: Callable, cache_dir: str | Path) -> None:
+        super().__init__(data, transform, cache_dir=cache_dir, hash_transform=pickle_hashing)
+        self._warned = False
+
+    def _cachecheck(self, item_transformed):
+        try:
+            return super()._cachecheck(item_transformed)
+        except Exception as exc:
+            path = Path(self.cache_dir) / f"{self.hash_func(item_transformed).decode('utf-8')}{self.transform_hash}.pt"
+            if path.is_file():  # an unreadable cache file: make it again
+                path.unlink(missing_ok=True)
+                return super()._cachecheck(item_transformed)
+            # either a transform failed (it fails again below, with its own error) or the file could not be written
+            item = self._pre_transform(deepcopy(item_transformed))
+            if not self._warned:
+                warnings.warn(f"{self.cache_dir}: could not write to the training cache ({exc}); training goes on "
+                              "without caching the cases not cached yet", stacklevel=2)
+                self._warned = True
+            return item
+
+
+def training_dataset(data: Sequence, transform: Callable, cache_rate: float = 0.0, cache_dir: str | None = None,
+                     num_workers: int | None = 0, progress: bool = True) -> Dataset:
+    """The dataset for ``data``: cached in RAM (``cache_rate`` > 0), on disk (``cache_dir``), or not cached."""
+    if cache_rate > 0:
+        return CacheDataset(data, transform, cache_rate=cache_rate, num_workers=num_workers, progress=progress)
+    if cache_dir:
+        return DiskCacheDataset(data, transform, cache_dir)
+    return Dataset(data, transform)
