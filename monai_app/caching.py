@@ -1,4 +1,5 @@
-"""Where a bundle's training dataset keeps its deterministic transforms: in RAM, on disk, or nowhere.
+"""The training data pipeline: where the deterministic transforms' results are kept (RAM, disk, or nowhere), and a
+``ThreadDataLoader`` that does not lose errors.
 
 ``training_dataset`` is ``train#dataset`` in the train.json of brats_unet3d and carvana_unet2d:
 
@@ -10,6 +11,11 @@
   ``image_size``...) never read each other's files and one folder can be shared between runs.
 - else a plain ``Dataset`` (every transform on every step).
 
+``ThreadDataLoader`` (``train#dataloader`` of the same bundles) is MONAI's, except that an exception raised while
+loading (a damaged file, a full disk) reaches the training loop. MONAI's ``ThreadBuffer`` lets its thread die with
+the exception printed and ends the iteration as if the data were exhausted: the epoch silently ends early, and an
+Ignite engine with a fixed ``epoch_length`` restarts the loader again and again.
+
 BENCHMARKS.md §2 has what each costs per step.
 """
 
@@ -20,8 +26,11 @@ from collections.abc import Callable, Sequence
 from copy import deepcopy
 from pathlib import Path
 
-from monai.data import CacheDataset, Dataset, PersistentDataset
+from monai.data import CacheDataset, DataLoader, Dataset, PersistentDataset
+from monai.data import ThreadDataLoader as _MonaiThreadDataLoader
+from monai.data.thread_buffer import ThreadBuffer
 from monai.data.utils import pickle_hashing
+from monai.utils import convert_to_tensor
 
 
 class DiskCacheDataset(PersistentDataset):
@@ -34,6 +43,12 @@ class DiskCacheDataset(PersistentDataset):
         self._warned = False
 
     def _cachecheck(self, item_transformed):
+        # what a cache hit returns (tensors without metadata) also for a case computed now: a batch mixing both
+        # (a resumed first epoch, a shared cache_dir) must collate; CropForegroundd's coordinates are numpy arrays
+        return convert_to_tensor(self._cached_or_computed(item_transformed), convert_numeric=False,
+                                 track_meta=self.track_meta)
+
+    def _cached_or_computed(self, item_transformed):
         try:
             return super()._cachecheck(item_transformed)
         except Exception as exc:
@@ -58,3 +73,30 @@ def training_dataset(data: Sequence, transform: Callable, cache_rate: float = 0.
     if cache_dir:
         return DiskCacheDataset(data, transform, cache_dir)
     return Dataset(data, transform)
+
+
+class _RaisingThreadBuffer(ThreadBuffer):
+    """``ThreadBuffer`` that raises its thread's exception in the consuming thread, after the batches before it."""
+
+    error: BaseException | None = None
+
+    def enqueue_values(self):
+        try:
+            super().enqueue_values()
+        except BaseException as exc:  # handed to the consumer below
+            self.error = exc
+
+    def __iter__(self):
+        self.error = None
+        yield from super().__iter__()
+        if self.error is not None:
+            raise self.error
+
+
+class ThreadDataLoader(_MonaiThreadDataLoader):
+    """MONAI's ``ThreadDataLoader`` (batches made in a background thread) that raises the loading errors."""
+
+    def __iter__(self):
+        for batch in _RaisingThreadBuffer(DataLoader.__iter__(self), self.buffer_size, self.buffer_timeout):
+            for _ in range(self.repeats):
+                yield batch

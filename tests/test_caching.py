@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from monai.data import CacheDataset, Dataset
 
-from monai_app.caching import DiskCacheDataset
+from monai_app.caching import DiskCacheDataset, ThreadDataLoader
 from monai_app.workflow import make_workflow
 
 TINY = {"channels": [8, 16, 32, 64], "roi_size": [32, 32, 32], "batch_size": 1, "num_samples": 1}
@@ -32,7 +32,7 @@ def test_default_is_a_disk_cache_under_the_output_dir(msd_tiny, tmp_path):
     dataset, workflow = _dataset(msd_tiny, tmp_path / "run")
     assert isinstance(dataset, DiskCacheDataset)
     assert Path(dataset.cache_dir) == tmp_path / "run" / "cache"
-    assert type(workflow.parser.get_parsed_content("train#dataloader")).__name__ == "ThreadDataLoader"
+    assert isinstance(workflow.parser.get_parsed_content("train#dataloader"), ThreadDataLoader)
     first = dataset[0]  # one training sample: written to the cache on the way
     assert first[0]["image"].shape == (4, 32, 32, 32) and first[0]["label"].dtype == torch.float32
     files = sorted((tmp_path / "run" / "cache").glob("*.pt"))
@@ -102,3 +102,64 @@ def test_full_disk_while_caching_does_not_stop_training(msd_tiny, tmp_path, monk
     messages = [str(w.message) for w in caught if "training cache" in str(w.message)]
     assert len(messages) == 1 and "No space left on device" in messages[0]
     assert not list((tmp_path / "run" / "cache").glob("*.pt"))
+
+
+def test_batch_of_cached_and_new_cases_collates(msd_tiny, tmp_path):
+    """A resumed first epoch (or a shared cache_dir) mixes cases read from the cache with cases computed now."""
+    from monai.data import DataLoader
+
+    dataset, _ = _dataset(msd_tiny, tmp_path / "run")
+    dataset._cachecheck(dataset.data[0])  # case 0 cached, case 1 not
+    batch = next(iter(DataLoader(dataset, batch_size=2, shuffle=False)))
+    assert batch["image"].shape == (2, 4, 32, 32, 32)
+    assert len(list((tmp_path / "run" / "cache").glob("*.pt"))) == 2
+
+
+class _Failing(Dataset):
+    """Items 0, 1, 2, ...; reading item ``bad`` fails."""
+
+    def __init__(self, n: int, bad: int) -> None:
+        super().__init__(list(range(n)))
+        self.bad = bad
+
+    def __getitem__(self, index):
+        if index == self.bad:
+            raise ValueError(f"case {index}: damaged file")
+        return torch.tensor([index])
+
+
+def test_thread_loader_raises_loading_errors():
+    """MONAI's ThreadDataLoader ends the epoch early when its thread fails; ours hands the error on, after the
+    batches made before it."""
+    seen = []
+    loader = ThreadDataLoader(_Failing(6, bad=3), batch_size=1, shuffle=False, num_workers=0)
+    try:
+        for batch in loader:
+            seen.append(int(batch))
+    except ValueError as exc:
+        assert str(exc) == "case 3: damaged file"
+    else:
+        raise AssertionError("the loading error was lost")
+    assert seen == [0, 1, 2]
+    assert [int(b) for b in ThreadDataLoader(_Failing(4, bad=9), batch_size=1, shuffle=False)] == [0, 1, 2, 3]
+
+
+def test_training_stops_with_the_loading_error(msd_tiny, tmp_path):
+    """A case that fails while training (after the dataset check) stops the run with its error, through the bundle's
+    real loader and trainer, instead of ending epochs early."""
+    import pytest
+
+    workflow = make_workflow("brats_unet3d", "training", {"dataset_dir": str(msd_tiny), "output_dir": str(tmp_path),
+                                                           **TINY, "max_epochs": 2, "validate_data": False})
+    workflow.initialize()
+    dataset = workflow.parser.get_parsed_content("train#dataset")
+    broken = dict(dataset.data[1], image=str(tmp_path / "gone.nii.gz"))
+    dataset.data = [dataset.data[0], broken]
+    with pytest.raises(Exception) as info:
+        workflow.run()
+    workflow.finalize()
+    chain, exc = [], info.value
+    while exc is not None:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    assert any(isinstance(e, FileNotFoundError) and "gone.nii.gz" in str(e) for e in chain), chain
