@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from copy import deepcopy
 from pathlib import Path
 
+import torch
 from monai.data import CacheDataset, DataLoader, Dataset, PersistentDataset
 from monai.data import ThreadDataLoader as _MonaiThreadDataLoader
 from monai.data.thread_buffer import ThreadBuffer
@@ -34,9 +35,11 @@ from monai.utils import convert_to_tensor
 
 
 class DiskCacheDataset(PersistentDataset):
-    """``PersistentDataset`` whose file names include the cached transforms' settings; a cache file it cannot read
-    (a copy cut short by a kill or a full disk) is made again, and when the cache cannot be written (a full disk)
-    training goes on without caching, with one warning, instead of stopping."""
+    """``PersistentDataset`` whose file names include the cached transforms' settings, and whose files are memory-
+    mapped rather than read: a random crop then touches only the pages of its patch (a cached BraTS case is ~100 MB;
+    reading it whole took 0.1 s of each step's CPU per case). A cache file it cannot read (a copy cut short by a kill
+    or a full disk) is made again; when the cache cannot be written (a full disk) training goes on without caching,
+    with one warning, instead of stopping."""
 
     def __init__(self, data: Sequence, transform: Callable, cache_dir: str | Path) -> None:
         super().__init__(data, transform, cache_dir=cache_dir, hash_transform=pickle_hashing)
@@ -49,13 +52,15 @@ class DiskCacheDataset(PersistentDataset):
                                  track_meta=self.track_meta)
 
     def _cached_or_computed(self, item_transformed):
-        try:
-            return super()._cachecheck(item_transformed)
-        except Exception as exc:
-            path = Path(self.cache_dir) / f"{self.hash_func(item_transformed).decode('utf-8')}{self.transform_hash}.pt"
-            if path.is_file():  # an unreadable cache file: make it again
+        path = Path(self.cache_dir) / f"{self.hash_func(item_transformed).decode('utf-8')}{self.transform_hash}.pt"
+        if path.is_file():
+            try:  # copy-on-write mapping: transforms writing in place never change the file
+                return torch.load(path, weights_only=True, mmap=True)
+            except Exception:  # an unreadable cache file: made again below
                 path.unlink(missing_ok=True)
-                return super()._cachecheck(item_transformed)
+        try:
+            return super()._cachecheck(item_transformed)  # computes the case and writes its cache file
+        except Exception as exc:
             # either a transform failed (it fails again below, with its own error) or the file could not be written
             item = self._pre_transform(deepcopy(item_transformed))
             if not self._warned:

@@ -132,7 +132,7 @@ def main() -> None:
     shape = (64, 64, 48) if quick else (240, 240, 155)
     folder_table(work, shape, [1, 2] if quick else [1, 3], ckpt, args.device, 1)
     small = {"roi_size": [32, 32, 32], "channels": [8, 16, 32, 64, 128]} if quick else {}
-    epoch_table(work, shape, [2] if quick else [2, 8], args.device, small)
+    epoch_table(work, shape, [2] if quick else [2, 6], args.device, small)
     finish()
 
 

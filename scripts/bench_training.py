@@ -20,6 +20,7 @@ starts its loader again every round (1 warm-up step, then timed steps); rounds a
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import shutil
 import tempfile
@@ -82,7 +83,7 @@ class Stepper:
         self.loader = in_memory if in_memory is not None else self.wf.parser.get_parsed_content("train#dataloader")
         dataset = getattr(self.loader, "dataset", None)
         if isinstance(dataset, PersistentDataset):  # fill the disk cache now (as the first epoch does), timed
-            for item in dataset.data:
+            for item in {json.dumps(i, sort_keys=True): i for i in dataset.data}.values():
                 dataset._cachecheck(item)
         self.build_s = time.perf_counter() - start if in_memory is None else 0.0
         self.cache = _cache_size(dataset)
@@ -123,10 +124,11 @@ def _cache_size(dataset) -> str:
 
 
 def brats_datalist(work: Path, shape: tuple[int, ...], distinct: int, entries: int) -> list[dict]:
-    """``entries`` training items cycling over ``distinct`` synthetic BraTS-size cases (written once)."""
+    """``entries`` training items cycling over ``distinct`` synthetic BraTS-size cases (written once; an epoch sees
+    each case several times, so a disk cache holds ``distinct`` files)."""
     pairs = [write_brats_case(work / "data", shape, seed=100 + i) for i in range(distinct)]
-    return [{"case_id": f"case_{i:03d}", "image": str(pairs[i % distinct][0]), "label": str(pairs[i % distinct][1])}
-            for i in range(entries)]
+    return [{"case_id": f"case_{i % distinct:03d}", "image": str(pairs[i % distinct][0]),
+             "label": str(pairs[i % distinct][1])} for i in range(entries)]
 
 
 def carvana_datalist(work: Path, size: tuple[int, int], views: int, entries: int) -> list[dict]:
@@ -139,7 +141,7 @@ def carvana_datalist(work: Path, size: tuple[int, int], views: int, entries: int
     if not (root / "train_masks.csv").is_file():
         write_carvana(root, cars=1, views=views, test_cars=0, size=size)
     cases = find_cases(root)
-    return [{**cases[i % len(cases)], "case_id": f"case_{i:03d}"} for i in range(entries)]
+    return [dict(cases[i % len(cases)]) for i in range(entries)]
 
 
 def in_memory_batches(bundle: str, overrides: dict, device: str, count: int) -> list:

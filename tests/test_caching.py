@@ -42,6 +42,10 @@ def test_default_is_a_disk_cache_under_the_output_dir(msd_tiny, tmp_path):
     assert cached["label"].dtype == torch.uint8  # the label is kept as bytes: 4x less disk than float32
     assert torch.equal(cached["image"], fresh["image"].as_tensor())
     assert torch.equal(cached["label"], fresh["label"].as_tensor())
+    again = dataset._cachecheck(dataset.data[0])  # read back (memory-mapped)
+    assert torch.equal(again["image"], cached["image"])
+    again["image"].add_(1.0)  # a transform working in place must not change the file
+    assert torch.equal(torch.load(files[0], weights_only=True)["image"], cached["image"])
 
 
 def test_ram_cache_or_none(msd_tiny, tmp_path):
