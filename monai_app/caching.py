@@ -11,8 +11,8 @@
   ``image_size``...) never read each other's files and one folder can be shared between runs.
 - else a plain ``Dataset`` (every transform on every step).
 
-``ThreadDataLoader`` (``train#dataloader`` of the same bundles) is MONAI's, except that an exception raised while
-loading (a damaged file, a full disk) reaches the training loop. MONAI's ``ThreadBuffer`` lets its thread die with
+``RaisingThreadDataLoader`` (``train#dataloader`` of the same bundles) is MONAI's ``ThreadDataLoader``, except that
+an exception raised while loading (a damaged file, a full disk) reaches the training loop. MONAI's ``ThreadBuffer`` lets its thread die with
 the exception printed and ends the iteration as if the data were exhausted: the epoch silently ends early, and an
 Ignite engine with a fixed ``epoch_length`` restarts the loader again and again.
 
@@ -98,7 +98,7 @@ class _RaisingThreadBuffer(ThreadBuffer):
             raise self.error
 
 
-class ThreadDataLoader(_MonaiThreadDataLoader):
+class RaisingThreadDataLoader(_MonaiThreadDataLoader):
     """MONAI's ``ThreadDataLoader`` (batches made in a background thread) that raises the loading errors."""
 
     def __iter__(self):

@@ -206,6 +206,23 @@ class MaskOutsideImaged(MapTransform):
         return d
 
 
+class Compactd(MapTransform):
+    """Give each array its own memory when it is a view of a larger one (a crop is a view of the whole volume).
+
+    Before a cache: ``CacheDataset`` would otherwise keep the whole uncropped volume alive in RAM, and
+    ``torch.save`` (``PersistentDataset``) writes a view's whole storage: a BraTS case cropped to the brain took
+    161 MB on disk instead of 113 MB.
+    """
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            img = d[key]
+            if isinstance(img, torch.Tensor) and img.untyped_storage().nbytes() > img.numel() * img.element_size():
+                d[key] = img.clone(memory_format=torch.contiguous_format)
+        return d
+
+
 class RemoveSmallRegionsd(MapTransform):
     """Remove connected components smaller than ``min_size`` voxels from each channel on its own, with MONAI's
     ``RemoveSmallObjects``; a no-op (no labelling pass) when ``min_size`` is 0.

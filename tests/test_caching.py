@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from monai.data import CacheDataset, Dataset
 
-from monai_app.caching import DiskCacheDataset, ThreadDataLoader
+from monai_app.caching import DiskCacheDataset, RaisingThreadDataLoader
 from monai_app.workflow import make_workflow
 
 TINY = {"channels": [8, 16, 32, 64], "roi_size": [32, 32, 32], "batch_size": 1, "num_samples": 1}
@@ -29,12 +29,12 @@ def _deterministic(workflow, item: dict) -> dict:
 
 
 def test_default_is_a_disk_cache_under_the_output_dir(msd_tiny, tmp_path):
-    dataset, workflow = _dataset(msd_tiny, tmp_path / "run")
+    dataset, workflow = _dataset(msd_tiny, tmp_path / "run", roi_size=[16, 16, 16])  # small: no padding after the crop
     assert isinstance(dataset, DiskCacheDataset)
     assert Path(dataset.cache_dir) == tmp_path / "run" / "cache"
-    assert isinstance(workflow.parser.get_parsed_content("train#dataloader"), ThreadDataLoader)
+    assert isinstance(workflow.parser.get_parsed_content("train#dataloader"), RaisingThreadDataLoader)
     first = dataset[0]  # one training sample: written to the cache on the way
-    assert first[0]["image"].shape == (4, 32, 32, 32) and first[0]["label"].dtype == torch.float32
+    assert first[0]["image"].shape == (4, 16, 16, 16) and first[0]["label"].dtype == torch.float32
     files = sorted((tmp_path / "run" / "cache").glob("*.pt"))
     assert len(files) == 1
     cached = torch.load(files[0], weights_only=True)
@@ -136,7 +136,7 @@ def test_thread_loader_raises_loading_errors():
     """MONAI's ThreadDataLoader ends the epoch early when its thread fails; ours hands the error on, after the
     batches made before it."""
     seen = []
-    loader = ThreadDataLoader(_Failing(6, bad=3), batch_size=1, shuffle=False, num_workers=0)
+    loader = RaisingThreadDataLoader(_Failing(6, bad=3), batch_size=1, shuffle=False, num_workers=0)
     try:
         for batch in loader:
             seen.append(int(batch))
@@ -145,7 +145,7 @@ def test_thread_loader_raises_loading_errors():
     else:
         raise AssertionError("the loading error was lost")
     assert seen == [0, 1, 2]
-    assert [int(b) for b in ThreadDataLoader(_Failing(4, bad=9), batch_size=1, shuffle=False)] == [0, 1, 2, 3]
+    assert [int(b) for b in RaisingThreadDataLoader(_Failing(4, bad=9), batch_size=1, shuffle=False)] == [0, 1, 2, 3]
 
 
 def test_training_stops_with_the_loading_error(msd_tiny, tmp_path):
@@ -167,3 +167,25 @@ def test_training_stops_with_the_loading_error(msd_tiny, tmp_path):
         chain.append(exc)
         exc = exc.__cause__ or exc.__context__
     assert any(isinstance(e, FileNotFoundError) and "gone.nii.gz" in str(e) for e in chain), chain
+
+
+def test_cache_holds_the_crop_not_the_whole_volume(msd_tiny, tmp_path):
+    """A case with air around the brain is cropped before caching; the cache file holds the crop only (a crop is
+    a view of the whole volume, and torch.save writes a view's whole storage)."""
+    import nibabel as nib
+    import numpy as np
+
+    dataset, workflow = _dataset(msd_tiny, tmp_path / "run", roi_size=[16, 16, 16])
+    item = dict(workflow.parser.get_parsed_content("datalists")["train"][0])
+    for key in ("image", "label"):
+        img = nib.load(item[key])
+        data = np.asanyarray(img.dataobj)
+        pad = [(12, 12)] * 3 + [(0, 0)] * (data.ndim - 3)
+        item[key] = str(tmp_path / f"padded_{key}.nii.gz")
+        nib.save(nib.Nifti1Image(np.pad(data, pad), img.affine, img.header), item[key])
+    dataset.data = [item]
+    dataset[0]
+    (path,) = (tmp_path / "run" / "cache").glob("*.pt")
+    cached = torch.load(path, weights_only=True)
+    assert cached["image"].shape[1:] != nib.load(item["image"]).shape[:3]  # cropped to the brain...
+    assert path.stat().st_size < cached["image"].nbytes + cached["label"].nbytes + 100_000  # ...the crop alone
