@@ -367,9 +367,11 @@ def check_before_training(bundle: str, dataset_dir: str | os.PathLike, dataset_f
 
     from monai_app.io import atomic_write_text, check_output_dir
 
+    from monai_app.workflow import flag
+
     if output_dir is not None:
         check_output_dir(output_dir)
-    if not enabled:
+    if not flag(enabled, "validate_data"):
         return
     root = Path(dataset_dir)
     if not root.is_dir():

@@ -36,6 +36,20 @@ def find_bundle_root() -> str:
     return "."
 
 
+def flag(value: Any, key: str = "value") -> bool:
+    """A config switch as a bool. ``python -m monai.bundle run ... --amp false`` hands the config the *string*
+    ``'false'``, which Python finds true; ``monai-app`` and Python callers pass real booleans. Accepts bools, 0/1 and
+    true/false/yes/no/on/off in any case; anything else is a user error naming the key."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off", "none", ""):
+        return False
+    raise UserInputError(f"--{key}: expected true or false, got {value!r}")
+
+
 def bundles_dir() -> Path:
     """The folder holding the bundles: ``$MONAI_APP_BUNDLES``, else ``bundles/`` beside the package source."""
     env = os.environ.get("MONAI_APP_BUNDLES")

@@ -197,3 +197,19 @@ def test_evaluation_agrees_with_scoring_the_written_label_maps(trained, tmp_path
     assert evaluated[0] == scored[0] and [r[0] for r in evaluated] == [r[0] for r in scored]
     np.testing.assert_allclose(np.array([r[1:] for r in evaluated[1:]], float),
                                np.array([r[1:] for r in scored[1:]], float), rtol=1e-4, atol=1e-4)
+
+
+def test_cpu_amp_inference_agrees_with_float32(trained, msd_tiny, tmp_path):
+    """--amp true on the CPU (bf16 sliding window) writes the same kind of label maps as float32, nearly equal."""
+    outs = {}
+    for amp in ("false", "true"):
+        outs[amp] = tmp_path / amp
+        bundle_run("inference", "bundles/brats_unet3d/configs/inference.json", input=msd_tiny / "imagesTs",
+                   output_dir=outs[amp], ckpt_path=trained / "models" / "model.pt", device="cpu", amp=amp)
+    assert json.loads((outs["true"] / "inference_settings.json").read_text())["amp"] is True
+    assert json.loads((outs["false"] / "inference_settings.json").read_text())["amp"] is False  # not 'false'
+    for f in sorted(outs["false"].glob("*.nii.gz")):
+        a, b = nib.load(f), nib.load(outs["true"] / f.name)
+        assert b.shape == a.shape and b.get_data_dtype() == np.uint8
+        same = np.mean(np.asarray(a.dataobj) == np.asarray(b.dataobj))
+        assert same >= 0.99, f"{f.name}: bf16 and float32 label maps agree on only {same:.3%} of the voxels"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from monai_app.errors import DatasetError
 from monai_app.io import unfinished_cases
+from monai_app.workflow import flag
 
 logger = logging.getLogger(__name__)
 
@@ -296,7 +297,7 @@ def find_inputs(input_path: str | os.PathLike, output_dir: str | os.PathLike | N
             case["input_error"] = f"{missing[0]}: listed input file does not exist"
     if not cases:
         raise DatasetError(f"{path}: no input images found (NIfTI, NRRD or MetaImage files, or BraTS case folders)")
-    if skip_existing and output_dir is not None:
+    if flag(skip_existing, "skip_existing") and output_dir is not None:
         cases = unfinished_cases(cases, output_dir, extension)
     logger.info("%s: %d case(s) to segment", path, len(cases))
     return cases

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from monai_app.errors import DatasetError
 from monai_app.io import atomic_write_text, unfinished_cases
+from monai_app.workflow import flag
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def find_images(input_path: str | os.PathLike, output_dir: str | os.PathLike | N
         cases = [{"case_id": stem, "image": str(p)} for stem, p in images_in(path, "input folder").items()]
     if not cases:
         raise DatasetError(f"{path}: no images found ({', '.join(IMAGE_EXTENSIONS)})")
-    if skip_existing and output_dir is not None:
+    if flag(skip_existing, "skip_existing") and output_dir is not None:
         cases = unfinished_cases(cases, output_dir, extension)
     logger.info("%s: %d image(s) to segment", path, len(cases))
     return cases

@@ -1,0 +1,79 @@
+"""bf16 autocast of brats_unet3d's sliding window on the CPU (``--amp true --device cpu``)."""
+
+from __future__ import annotations
+
+import torch
+from monai.inferers import SlidingWindowInferer
+
+from monai_app.inferers import AutocastInferer
+from monai_app.workflow import make_workflow
+
+
+class _Recorder(torch.nn.Module):
+    """A 1x1x1 convolution that records whether it ran under CPU autocast, and in which dtype."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv3d(4, 3, 1)
+        self.seen: list[tuple[bool, torch.dtype]] = []
+
+    def forward(self, x):
+        out = self.conv(x)
+        self.seen.append((torch.is_autocast_enabled("cpu"), out.dtype))
+        return out
+
+
+def test_amp_on_the_cpu_runs_the_windows_in_bf16_and_returns_float32():
+    x = torch.randn(1, 4, 20, 20, 20)
+    window = SlidingWindowInferer(roi_size=(16, 16, 16), sw_batch_size=2, overlap=0.25)
+    net = _Recorder()
+    with torch.no_grad():
+        plain = AutocastInferer(window, amp=False, device="cpu")(x, net)
+        assert net.seen and all(s == (False, torch.float32) for s in net.seen)
+        net.seen.clear()
+        bf16 = AutocastInferer(window, amp=True, device="cpu")(x, net)
+    assert net.seen and all(s == (True, torch.bfloat16) for s in net.seen)
+    assert bf16.dtype == torch.float32 and bf16.shape == plain.shape
+    assert torch.allclose(bf16, plain, atol=0.05, rtol=0.02)  # bf16 keeps ~3 significant digits
+    assert not AutocastInferer(window, amp=True, device="cuda:0").enabled  # CUDA: the evaluator's own fp16 amp
+    assert AutocastInferer(window, amp=True, device="cpu").overlap == 0.25  # the wrapped inferer's settings show
+
+
+def test_inference_config_wires_amp_to_the_cpu_autocast(msd_tiny, tmp_path):
+    def parsed(**overrides):
+        workflow = make_workflow("brats_unet3d", "inference", {"input": str(msd_tiny / "imagesTs"),
+                                                               "output_dir": str(tmp_path), **overrides})
+        return workflow.parser
+
+    on = parsed(amp=True, device="cpu")
+    assert on.get_parsed_content("inferer").enabled
+    assert on.get_parsed_content("evaluator").amp is False  # MONAI's CUDA-only autocast stays off on the CPU
+    assert not parsed(device="cpu").get_parsed_content("inferer").enabled  # default: float32 on the CPU
+
+
+def test_switches_typed_on_the_command_line_are_booleans(msd_tiny, tmp_path):
+    """``python -m monai.bundle run ... --amp false`` hands configs the string 'false' (Python finds it true):
+    every switch goes through ``monai_app.workflow.flag``."""
+    import pytest
+
+    from monai_app.errors import UserInputError
+    from monai_app.validate import check_before_training
+    from monai_app.workflow import flag
+
+    assert [flag(v) for v in ("false", "False", "0", "no", "off", False, 0)] == [False] * 7
+    assert [flag(v) for v in ("true", "TRUE", "1", "yes", "on", True, 1)] == [True] * 7
+    with pytest.raises(UserInputError, match="--amp: expected true or false, got 'maybe'"):
+        flag("maybe", "amp")
+    off = {"amp": "false", "n4": "false", "mask_outside_brain": "false"}
+    train = make_workflow("brats_unet3d", "training", {"dataset_dir": str(msd_tiny), "output_dir": str(tmp_path),
+                                                       **off}).parser
+    assert train.get_parsed_content("train#trainer").amp is False
+    assert train.get_parsed_content("validate#evaluator").amp is False
+    assert not next(t for t in train.get_parsed_content("load_transforms")
+                    if type(t).__name__ == "N4BiasFieldCorrectiond").enabled
+    infer = make_workflow("brats_unet3d", "inference", {"input": str(msd_tiny / "imagesTs"),
+                                                        "output_dir": str(tmp_path), **off}).parser
+    assert not next(t for t in infer.get_parsed_content("postprocessing").transforms
+                    if type(t).__name__ == "MaskOutsideImaged").enabled
+    assert not infer.get_parsed_content("inferer").enabled
+    check_before_training("brats_unet3d", tmp_path / "no_such_dataset", "auto", tmp_path, "false")  # skipped
