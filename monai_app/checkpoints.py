@@ -30,6 +30,7 @@ from monai.handlers import CheckpointLoader
 from monai_app.distributed import initialized, rank
 from monai_app.errors import TrainingStopped, UserInputError
 from monai_app.io import OutputError, atomic_path
+from monai_app.workflow import flag
 
 logger = logging.getLogger(__name__)
 
@@ -124,11 +125,12 @@ class ResumableTraining:
     def __init__(self, ckpt_dir: str | os.PathLike, save_dict: Mapping[str, Any], resume: bool | str = "auto",
                  best_saver=None, evaluator: Engine | None = None, loss_key: str | None = "loss",
                  signals: tuple = (signal.SIGTERM, signal.SIGINT)) -> None:
-        if str(resume).lower() not in ("auto", "true", "false"):
-            raise UserInputError(f"resume must be auto, true or false, got {resume!r}")
+        try:  # "auto", or any spelling of a switch (true/false, 1/0, yes/no)
+            self.resume = "auto" if str(resume).strip().lower() == "auto" else str(flag(resume, "resume")).lower()
+        except UserInputError:
+            raise UserInputError(f"--resume: expected auto, true or false, got {resume!r}") from None
         self.path = Path(ckpt_dir) / LAST
         self.save_dict = dict(save_dict)
-        self.resume = str(resume).lower()
         self.best_saver, self.evaluator = best_saver, evaluator
         self.loss_key, self.signals = loss_key, signals
         self._signal: int | None = None

@@ -29,18 +29,20 @@ NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 DISK_ERRORS = (*NO_SPACE, errno.EACCES, errno.EPERM, errno.EROFS)
 
 
+def exception_chain(exc: BaseException | None) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from (``__cause__``, else ``__context__``), outermost first."""
+    chain: list[BaseException] = []
+    while exc is not None and all(exc is not e for e in chain):
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return chain
+
+
 def user_error(exc: BaseException | None) -> BaseException | None:
     """The :class:`UserInputError`, :class:`TrainingStopped` or disk error (no space, no permission) behind ``exc``
     (MONAI and Ignite wrap errors raised inside configs, transforms and handlers), if any."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, (UserInputError, TrainingStopped)):
-            return exc
-        if isinstance(exc, OSError) and exc.errno in DISK_ERRORS:
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return None
+    return next((e for e in exception_chain(exc) if isinstance(e, (UserInputError, TrainingStopped)) or
+                 isinstance(e, OSError) and e.errno in DISK_ERRORS), None)
 
 
 def message(exc: BaseException) -> str:

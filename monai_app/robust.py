@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from monai_app.errors import UserInputError, debug_requested, message, user_error
+from monai_app.errors import UserInputError, debug_requested, exception_chain, message, user_error
 from monai_app.io import NO_SPACE, OutputError
 
 logger = logging.getLogger(__name__)
@@ -39,15 +39,6 @@ _FORMAT_NAMES = {".nii.gz": "NIfTI", ".nii": "NIfTI", ".nrrd": "NRRD", ".nhdr": 
 _TRANSFORM = re.compile(r"applying transform <?([\w.]+)")
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception): (.+)$", re.MULTILINE)
 _TRUNCATED = re.compile(r"truncated|ended before|Expected \d+ bytes|unexpected end", re.IGNORECASE)
-
-
-def _chain(exc: BaseException) -> list[BaseException]:
-    """``exc`` and the exceptions it was raised from, outermost first."""
-    chain: list[BaseException] = []
-    while exc is not None and all(exc is not e for e in chain):
-        chain.append(exc)
-        exc = exc.__cause__ or exc.__context__
-    return chain
 
 
 def _detail(exc: BaseException, files: Sequence[str]) -> str:
@@ -118,7 +109,7 @@ def describe(exc: BaseException, files: Sequence[str] | str) -> str:
     if known is not None:
         return message(known)
     files = [str(f) for f in ([files] if isinstance(files, (str, Path)) else files)]
-    chain = _chain(exc)
+    chain = exception_chain(exc)
     root = next((e for e in chain if not _TRANSFORM.match(str(e))), chain[-1])  # the error under MONAI's wrappers
     detail = _detail(root, files)
     transforms = [m.group(1).rsplit(".", 1)[-1] for e in chain if (m := _TRANSFORM.match(str(e)))]
@@ -214,7 +205,7 @@ class SkipFailedCases:
         try:
             output = engine._iteration(engine, batch)
         except Exception as exc:
-            stop = next((e for e in _chain(exc) if isinstance(e, OutputError) or
+            stop = next((e for e in exception_chain(exc) if isinstance(e, OutputError) or
                          isinstance(e, OSError) and e.errno in NO_SPACE), None)
             if stop is not None:  # every later case would fail the same way
                 self.print_failures()

@@ -366,7 +366,6 @@ def check_before_training(bundle: str, dataset_dir: str | os.PathLike, dataset_f
     import logging
 
     from monai_app.io import atomic_write_text, check_output_dir
-
     from monai_app.workflow import flag
 
     if output_dir is not None:

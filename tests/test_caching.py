@@ -9,6 +9,7 @@ import torch
 from monai.data import CacheDataset, Dataset
 
 from monai_app.caching import DiskCacheDataset, RaisingThreadDataLoader
+from monai_app.errors import exception_chain
 from monai_app.workflow import make_workflow
 
 TINY = {"channels": [8, 16, 32, 64], "roi_size": [32, 32, 32], "batch_size": 1, "num_samples": 1}
@@ -162,10 +163,7 @@ def test_training_stops_with_the_loading_error(msd_tiny, tmp_path):
     with pytest.raises(Exception) as info:
         workflow.run()
     workflow.finalize()
-    chain, exc = [], info.value
-    while exc is not None:
-        chain.append(exc)
-        exc = exc.__cause__ or exc.__context__
+    chain = exception_chain(info.value)
     assert any(isinstance(e, FileNotFoundError) and "gone.nii.gz" in str(e) for e in chain), chain
 
 
