@@ -21,7 +21,9 @@ BENCHMARKS.md §2 has what each costs per step.
 
 from __future__ import annotations
 
+import atexit
 import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from copy import deepcopy
 from pathlib import Path
@@ -81,9 +83,16 @@ def training_dataset(data: Sequence, transform: Callable, cache_rate: float = 0.
 
 
 class _RaisingThreadBuffer(ThreadBuffer):
-    """``ThreadBuffer`` that raises its thread's exception in the consuming thread, after the batches before it."""
+    """``ThreadBuffer`` that raises its thread's exception in the consuming thread, after the batches before it, and
+    whose thread is stopped before the interpreter shuts down.
+
+    A loading thread still inside a torch operation when Python exits aborts the process ("terminate called without
+    an active exception", exit code 134 instead of the program's own), e.g. a script that leaves a loop over the
+    loader early and exits while the next batch is being made.
+    """
 
     error: BaseException | None = None
+    running: weakref.WeakSet = weakref.WeakSet()
 
     def enqueue_values(self):
         try:
@@ -93,9 +102,16 @@ class _RaisingThreadBuffer(ThreadBuffer):
 
     def __iter__(self):
         self.error = None
+        _RaisingThreadBuffer.running.add(self)
         yield from super().__iter__()
         if self.error is not None:
             raise self.error
+
+
+@atexit.register
+def _stop_loading_threads() -> None:
+    for buffer in list(_RaisingThreadBuffer.running):
+        buffer.stop()  # the thread finishes the item it is making, then ends
 
 
 class RaisingThreadDataLoader(_MonaiThreadDataLoader):

@@ -149,6 +149,39 @@ def test_thread_loader_raises_loading_errors():
     assert [int(b) for b in RaisingThreadDataLoader(_Failing(4, bad=9), batch_size=1, shuffle=False)] == [0, 1, 2, 3]
 
 
+EXIT_WHILE_LOADING = """
+import sys
+import torch
+from monai.data import Dataset
+from monai_app.caching import RaisingThreadDataLoader
+
+def slow(index):
+    x = torch.ones(1, 1, 64, 64, 64)
+    for _ in range(10):  # most of a second in torch operations per item
+        x = torch.nn.functional.avg_pool3d(x, 3, 1, 1)
+    return x
+
+batches = iter(RaisingThreadDataLoader(Dataset(list(range(10)), slow), batch_size=1, num_workers=0))
+next(batches)  # the thread is now making the second batch
+sys.exit(3)
+"""
+
+
+def test_exit_while_the_loader_thread_works_keeps_the_exit_code(tmp_path):
+    """A program that exits while the loading thread is inside a torch operation exits with its own code; an
+    unstopped thread aborts the process (exit code 134, "terminate called without an active exception")."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "exit_early.py"
+    script.write_text(EXIT_WHILE_LOADING)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "terminate called" not in proc.stderr
+
+
 def test_training_stops_with_the_loading_error(msd_tiny, tmp_path):
     """A case that fails while training (after the dataset check) stops the run with its error, through the bundle's
     real loader and trainer, instead of ending epochs early."""
