@@ -12,9 +12,10 @@
 - else a plain ``Dataset`` (every transform on every step).
 
 ``RaisingThreadDataLoader`` (``train#dataloader`` of the same bundles) is MONAI's ``ThreadDataLoader``, except that
-an exception raised while loading (a damaged file, a full disk) reaches the training loop. MONAI's ``ThreadBuffer`` lets its thread die with
-the exception printed and ends the iteration as if the data were exhausted: the epoch silently ends early, and an
-Ignite engine with a fixed ``epoch_length`` restarts the loader again and again.
+an exception raised while loading (a damaged file, a full disk) reaches the training loop, and that its thread is
+stopped before Python exits. MONAI's ``ThreadBuffer`` lets its thread die with the exception printed and ends the
+iteration as if the data were exhausted: the epoch silently ends early, and an Ignite engine with a fixed
+``epoch_length`` restarts the loader again and again.
 
 BENCHMARKS.md §2 has what each costs per step.
 """
