@@ -13,6 +13,9 @@ epoch, or write one scalar per step). It is fed by
     (``cache_rate`` 1.0, in RAM) with workers or with ``ThreadDataLoader``.
 brats_unet3d: BraTS-size cases (240 x 240 x 155 x 4), 64^3 patches, batch_size 2 and 4 (x num_samples 2 patches).
 carvana_unet2d: full-size (1280 x 1918) synthetic photographs resized to 256^2, its default batch_size 8.
+voc_unet2d (only with --bundles ... voc_unet2d; not in `make bench`): synthetic VOC 2012 (500 x 375 JPEG photos,
+palette PNG labels) at 256^2, batch_size 8; its default (no cache, ThreadDataLoader) against the previous
+default (DataLoader with 2 worker processes). camvid_unet2d and ccp_unet2d share its loader settings.
 Per step: the time between steps (median, min-max) and the part of it spent waiting for the loader. Each row
 starts its loader again every round (1 warm-up step, then timed steps); rounds are interleaved across rows.
 """
@@ -144,6 +147,19 @@ def carvana_datalist(work: Path, size: tuple[int, int], views: int, entries: int
     return [dict(cases[i % len(cases)]) for i in range(entries)]
 
 
+def voc_datalist(work: Path, images: int, entries: int) -> list[dict]:
+    """``entries`` training items cycling over a synthetic VOC 2012 folder (the real layout, written once) of
+    ``images`` training photos of 500 x 375."""
+    from monai_app.datasets.voc import find_cases
+    from monai_app.datasets.voc_synth import write_voc
+
+    root = work / "data" / f"voc_{images}"
+    if not (root / "VOCdevkit").is_dir():
+        write_voc(root, train=images, val=2, seed=1)
+    cases = find_cases(root, "train")
+    return [dict(cases[i % len(cases)]) for i in range(entries)]
+
+
 def in_memory_batches(bundle: str, overrides: dict, device: str, count: int) -> list:
     """``count`` batches from the bundle's real loader, kept in memory (the same tensors fed again and again)."""
     loader = workflow(bundle, {"device": device, **overrides, "num_workers": 0}).parser.get_parsed_content(
@@ -175,8 +191,14 @@ def bench_rows(title: str, bundle: str, base: dict, rows: dict[str, dict], devic
           "instead, which only the 'vs in memory' column shows.")
 
 
+BENCHED = ("brats_unet3d", "carvana_unet2d", "voc_unet2d")
+
+
 def main() -> None:
-    args = parse(base_parser(__doc__))
+    parser = base_parser(__doc__)
+    parser.add_argument("--bundles", nargs="+", choices=BENCHED, default=list(BENCHED[:2]),
+                        help="the bundles to measure (default: brats_unet3d carvana_unet2d, as `make bench`)")
+    args = parse(parser)
     quick = args.quick
     rounds, steps = (1, 2) if quick else (args.repeats or 3, 2)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_training_"))
@@ -184,7 +206,7 @@ def main() -> None:
     print(describe_machine(args.device))
     shape = (64, 64, 48) if quick else (240, 240, 155)
     small = {"roi_size": [32, 32, 32], "channels": [8, 16, 32, 64, 128]} if quick else {}
-    for batch in ((2,) if quick else (2, 4)):
+    for batch in ((2,) if quick else (2, 4)) if "brats_unet3d" in args.bundles else ():
         items = brats_datalist(work, shape, 2 if quick else 4, batch * (steps + 1))
         base = {"datalists": {"train": items, "validation": [], "test": []}, "label_format": "msd",
                 "output_dir": str(work / "run_brats"), "batch_size": batch, **small}
@@ -192,16 +214,28 @@ def main() -> None:
                    f"{32 if quick else 64}^3), cases {'x'.join(map(str, shape))} x 4", "brats_unet3d", base,
                    loader_rows("brats_unet3d", work, "full" if batch == 2 else "defaults"), args.device, steps,
                    rounds, f"{len({i['image'] for i in items})} distinct synthetic cases, {len(items)} items")
-    size, small = ((320, 480), {"features": [8, 16, 32, 64, 128, 8], "image_size": 64}) if quick else \
-        ((1280, 1918), {})
+    small2d = {"features": [8, 16, 32, 64, 128, 8], "image_size": 64} if quick else {}
     batch = 2 if quick else 8
-    items = carvana_datalist(work, size, 4 if quick else 8, batch * (steps + 1))
-    base = {"datalists": {"train": items, "validation": [], "test": []}, "output_dir": str(work / "run_carvana"),
-            "batch_size": batch, **small}
-    bench_rows(f"carvana_unet2d training step, {small.get('image_size', 256)}^2, batch_size {batch}, photographs "
-               f"{size[0]}x{size[1]}", "carvana_unet2d", base, loader_rows("carvana_unet2d", work, "2d"),
-               args.device, steps, min(rounds, 2),
-               "synthetic Carvana photographs" + " (quick: a small network)" * bool(small))
+    if "carvana_unet2d" in args.bundles:
+        size = (320, 480) if quick else (1280, 1918)
+        items = carvana_datalist(work, size, 4 if quick else 8, batch * (steps + 1))
+        base = {"datalists": {"train": items, "validation": [], "test": []}, "output_dir": str(work / "run_carvana"),
+                "batch_size": batch, **small2d}
+        bench_rows(f"carvana_unet2d training step, {small2d.get('image_size', 256)}^2, batch_size {batch}, "
+                   f"photographs {size[0]}x{size[1]}", "carvana_unet2d", base,
+                   loader_rows("carvana_unet2d", work, "2d"), args.device, steps, min(rounds, 2),
+                   "synthetic Carvana photographs" + " (quick: a small network)" * bool(small2d))
+    if "voc_unet2d" in args.bundles:
+        items = voc_datalist(work, 4 if quick else 16, batch * (steps + 1))
+        base = {"datalists": {"train": items, "validation": [], "test": []}, "output_dir": str(work / "run_voc"),
+                "batch_size": batch, **small2d}
+        rows = {"defaults: ThreadDataLoader (num_workers 0)": {"num_workers": 0},
+                "previous defaults: DataLoader num_workers 2": {"num_workers": 2,
+                                                                "train#dataloader#_target_": "DataLoader"}}
+        bench_rows(f"voc_unet2d training step, {small2d.get('image_size', 256)}^2, batch_size {batch}, photographs "
+                   "500x375", "voc_unet2d", base, rows, args.device, steps, rounds,
+                   f"{len({i['image'] for i in items})} synthetic VOC photographs (JPEG), no cache (its default)"
+                   + " (quick: a small network)" * bool(small2d))
     finish()
 
 
