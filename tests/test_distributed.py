@@ -169,10 +169,11 @@ del workflow
 
 
 def test_ddp_network_is_freed_before_the_interpreter_shuts_down(tmp_path):
-    """torch 2.13 aborts a process ("terminate called without an active exception", exit code -6) that still holds
-    a DistributedDataParallel network when the interpreter shuts down: a finished training run failing in about a
-    quarter of 2-process runs (11 of 40 measured). A bundle's network is only reachable through reference cycles
-    when the run ends; init_process_group has them freed at exit."""
+    """torch 2.13 may abort a process ("terminate called without an active exception", exit code -6) that still
+    holds a DistributedDataParallel network when the interpreter shuts down: 11 of 40 two-process Gloo scripts whose
+    network was only reachable through a reference cycle at exit, and once a finished 2-process bundle run in CI. A
+    bundle's network is only reachable through reference cycles when the run ends; init_process_group has them freed
+    at exit."""
     script = tmp_path / "freed.py"
     script.write_text(FREED_BEFORE_SHUTDOWN)
     proc = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, timeout=120,
