@@ -36,18 +36,30 @@ def find_bundle_root() -> str:
     return "."
 
 
+_MORE_SWITCH_WORDS = {"on": True, "off": False, "none": False, "": False}
+
+
 def flag(value: Any, key: str = "value") -> bool:
     """A config switch as a bool. ``python -m monai.bundle run ... --amp false`` hands the config the *string*
-    ``'false'``, which Python finds true; ``monai-app`` and Python callers pass real booleans. Accepts bools, 0/1 and
-    true/false/yes/no/on/off in any case; anything else is a user error naming the key."""
+    ``'false'``, which Python finds true; ``monai-app`` and Python callers pass real booleans. Accepts what MONAI's
+    ``str2bool`` does (bools, true/false, yes/no, t/f, y/n, 1/0 in any case), numbers 0/1 and on/off; anything else
+    is a user error naming the key."""
+    from monai.utils import str2bool
+
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text in ("false", "0", "no", "off", "none", ""):
-        return False
-    raise UserInputError(f"--{key}: expected true or false, got {value!r}")
+    try:
+        return _MORE_SWITCH_WORDS[text] if text in _MORE_SWITCH_WORDS else str2bool(text)
+    except ValueError:
+        raise UserInputError(f"--{key}: expected true or false, got {value!r}") from None
+
+
+def default_workers() -> int:
+    """Loader worker processes by default: none where this process may use <= 2 cores (there they only take CPU
+    from the network: +9 % to +167 % of a training step, BENCHMARKS.md §2), else min(4, cores)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return 0 if cores <= 2 else min(4, cores)
 
 
 def bundles_dir() -> Path:
