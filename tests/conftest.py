@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,10 +11,25 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO.parent / "shared" / "samples"
+# Real VOC and CamVid files carry research-use terms and stay outside the repository: tests that read them look in
+# $MONAI_APP_SAMPLES (default: `../shared/samples` beside the clone) and skip when the folder is absent.
+SAMPLES = Path(os.environ.get("MONAI_APP_SAMPLES") or REPO.parent / "shared" / "samples")
+VOC_SAMPLES = SAMPLES / "VOCdevkit"
+CAMVID_SAMPLES = SAMPLES / "camvid_dataset1"
+# Real Clothing Co-Parsing files (Apache-2.0), copied into the repository: tests/data/README.md
+CCP_SAMPLES = REPO / "tests" / "data" / "ccp"
 BRATS_BUNDLE = REPO / "bundles" / "brats_unet3d"
 
 torch.set_num_threads(max(1, torch.get_num_threads()))
+
+
+def needs(folder: Path) -> pytest.MarkDecorator:
+    """Skip a test unless the real sample folder ``folder`` (under :data:`SAMPLES`) exists."""
+    return pytest.mark.skipif(not folder.is_dir(), reason=f"no real samples at {folder} (set MONAI_APP_SAMPLES)")
+
+
+needs_voc = needs(VOC_SAMPLES)
+needs_camvid = needs(CAMVID_SAMPLES)
 
 
 def bundle_run(run_id: str, config_file: str, cwd: Path = REPO, **overrides) -> subprocess.CompletedProcess:

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, SAMPLES, bundle_run, tb_tags
+from conftest import (CAMVID_SAMPLES, CCP_SAMPLES, REPO, VOC_SAMPLES, bundle_run, needs_camvid, needs_voc,
+                      tb_tags)
 from test_reports import check_report
 
 pytestmark = pytest.mark.slow
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.slow
 TINY = {"features": "[8,16,16,32,32,8]", "num_workers": 0, "image_size": 32, "batch_size": 4}
 CARVANA = "bundles/carvana_unet2d/configs"
 CAMVID = "bundles/camvid_unet2d/configs"
-CAMVID_REAL = SAMPLES / "camvid_dataset1"
+CAMVID_REAL = CAMVID_SAMPLES
 
 
 def run(run_id: str, configs: str, **overrides):
@@ -113,6 +114,7 @@ def camvid_real_run(tmp_path_factory) -> Path:
     return out
 
 
+@needs_camvid
 def test_camvid_on_real_files_trains_and_reports_every_class(camvid_real_run):
     scalars, images = tb_tags(camvid_real_run / "tb")
     assert {"train/loss", "val_miou", "val_pixel_accuracy", "val_iou_sky", "val_iou_void"} <= scalars
@@ -133,6 +135,7 @@ def test_camvid_on_real_files_trains_and_reports_every_class(camvid_real_run):
     assert "class_scores.csv" in text and "bicyclist" in text and "confusion_matrix.png" in text
 
 
+@needs_camvid
 def test_camvid_inference_on_real_frames_writes_ids_and_colours(camvid_real_run, tmp_path):
     out = tmp_path / "pred"
     run("inference", f"{CAMVID}/inference.json", input=CAMVID_REAL / "images_prepped_test", output_dir=out,
@@ -165,6 +168,7 @@ def test_camvid_ignore_void_on_the_segnet_layout(tmp_path):
     assert all(np.asarray(Image.open(p)).max() <= 10 for p in pred.glob("*.png"))
 
 
+@needs_camvid
 def test_camvid_bundle_runs_from_inside_its_folder(camvid_real_run, tmp_path):
     frame = CAMVID_REAL / "images_prepped_test" / "0016E5_07959.png"
     bundle_run("inference", "configs/inference.json", cwd=REPO / CAMVID.rsplit("/", 1)[0], input=frame,
@@ -174,7 +178,7 @@ def test_camvid_bundle_runs_from_inside_its_folder(camvid_real_run, tmp_path):
 
 # -------------------------------------------------------------------------------------------------- Pascal VOC
 VOC = "bundles/voc_unet2d/configs"
-VOC_REAL = SAMPLES / "VOCdevkit"
+VOC_REAL = VOC_SAMPLES
 
 
 @pytest.fixture(scope="module")
@@ -206,6 +210,7 @@ def test_voc_trains_on_the_official_splits_and_reports_dice_and_iou(voc_run):
     check_report(out, official_val, ["miou", "iou_tvmonitor", "dice_aeroplane"])
 
 
+@needs_voc
 def test_voc_scores_and_segments_the_real_sample(voc_run, tmp_path):
     """Evaluation on the real sample ignores its 255 outlines; inference writes a VOC palette PNG at its size."""
     from monai_app.datasets.voc import PALETTE
@@ -257,8 +262,8 @@ def test_ccp_segments_the_real_photos_with_the_trained_grouping(tmp_path):
     data = tmp_path / "ccp"
     write_ccp(data, pixel_level=4, image_level=0, size=(96, 64), seed=1)
     run("training", f"{CCP}/train.json", dataset_dir=data, output_dir=tmp_path / "run", max_epochs=1, **CCP_TINY)
-    run("inference", f"{CCP}/inference.json", input=SAMPLES / "ccp" / "photos", output_dir=tmp_path / "pred",
+    run("inference", f"{CCP}/inference.json", input=CCP_SAMPLES / "photos", output_dir=tmp_path / "pred",
         ckpt_path=tmp_path / "run" / "models" / "model.pt", **CCP_TINY)
-    for photo in sorted((SAMPLES / "ccp" / "photos").glob("*.jpg")):
+    for photo in sorted((CCP_SAMPLES / "photos").glob("*.jpg")):
         pred = Image.open(tmp_path / "pred" / f"{photo.stem}.png")
         assert pred.mode == "P" and pred.size == Image.open(photo).size and np.asarray(pred).max() < 14

@@ -10,10 +10,10 @@ import pkgutil
 
 import pytest
 
-from conftest import BRATS_BUNDLE, REPO, SAMPLES
+from conftest import BRATS_BUNDLE, CAMVID_SAMPLES, CCP_SAMPLES, REPO, VOC_SAMPLES, needs
 
 CONFIGS = BRATS_BUNDLE / "configs"
-SCHEMA = REPO.parent / "shared" / "monai" / "meta_schema_20240725.json"
+SCHEMA = REPO / "monai_app" / "schemas" / "meta_schema_20240725.json"
 BUNDLES = ["brats_unet3d", "carvana_unet2d", "camvid_unet2d", "voc_unet2d", "ccp_unet2d"]
 CONTRACT_KEYS = ["dataset_dir", "output_dir", "max_epochs", "val_interval", "batch_size", "learning_rate",
                  "num_workers", "device", "amp", "seed", "roi_size", "sw_batch_size", "overlap"]
@@ -23,7 +23,7 @@ CONTRACT_KEYS = ["dataset_dir", "output_dir", "max_epochs", "val_interval", "bat
 def test_metadata_verifies_against_the_bundle_schema(bundle):
     from monai.bundle import verify_metadata
 
-    assert SCHEMA.is_file(), f"the shared MONAI schema is expected at {SCHEMA}"
+    assert SCHEMA.is_file(), f"the MONAI schema is expected at {SCHEMA}"
     meta = REPO / "bundles" / bundle / "configs" / "metadata.json"
     verify_metadata(meta_file=str(meta), filepath=str(SCHEMA))  # raises on any violation
 
@@ -57,7 +57,8 @@ def test_2d_inference_preprocesses_images_as_validation_does(bundle):
 
 
 def _datasets(bundle: str, msd_tiny, tmp_path):
-    """A dataset folder and an inference input for ``bundle``."""
+    """A dataset folder and an inference input for ``bundle`` (the real VOC and CamVid samples where present, else
+    synthetic stand-ins)."""
     if bundle == "brats_unet3d":
         return msd_tiny, msd_tiny / "imagesTs"
     if bundle == "carvana_unet2d":
@@ -66,13 +67,23 @@ def _datasets(bundle: str, msd_tiny, tmp_path):
         write_carvana(tmp_path / "carvana", cars=3, views=2, test_cars=1, size=(32, 48))
         return tmp_path / "carvana", tmp_path / "carvana" / "test"
     if bundle == "voc_unet2d":
-        return SAMPLES / "VOCdevkit", SAMPLES / "VOCdevkit" / "VOC2012" / "JPEGImages"
+        if not VOC_SAMPLES.is_dir():
+            from monai_app.datasets.voc_synth import write_voc
+
+            write_voc(tmp_path / "voc", train=2, val=1, size=(32, 40))
+            return tmp_path / "voc", tmp_path / "voc" / "VOCdevkit" / "VOC2012" / "JPEGImages"
+        return VOC_SAMPLES, VOC_SAMPLES / "VOC2012" / "JPEGImages"
     if bundle == "ccp_unet2d":
         from monai_app.datasets.ccp_synth import write_ccp
 
         write_ccp(tmp_path / "ccp", pixel_level=4, image_level=1, size=(48, 32))
-        return tmp_path / "ccp", SAMPLES / "ccp" / "photos"
-    return SAMPLES / "camvid_dataset1", SAMPLES / "camvid_dataset1" / "images_prepped_test"
+        return tmp_path / "ccp", CCP_SAMPLES / "photos"
+    if not CAMVID_SAMPLES.is_dir():
+        from monai_app.datasets.camvid_synth import write_camvid
+
+        write_camvid(tmp_path / "camvid", train=2, val=1, test=1, size=(32, 40))
+        return tmp_path / "camvid", tmp_path / "camvid" / "images_prepped_test"
+    return CAMVID_SAMPLES, CAMVID_SAMPLES / "images_prepped_test"
 
 
 @pytest.mark.parametrize(
@@ -222,6 +233,7 @@ def test_bundle_copied_on_its_own_assumes_no_path_outside_it(bundle, msd_tiny, t
         assert workflow.parser.get_parsed_content("bundle_root") == str(copy)
 
 
+@needs(CAMVID_SAMPLES)
 def test_a_copied_bundle_trains_and_infers_from_its_own_folder(tmp_path):
     """The whole round trip from a copy of the CamVid bundle outside the repository, run from inside the copy."""
     import shutil
@@ -231,9 +243,9 @@ def test_a_copied_bundle_trains_and_infers_from_its_own_folder(tmp_path):
     copy = tmp_path / "camvid_unet2d"
     shutil.copytree(REPO / "bundles" / "camvid_unet2d", copy)
     tiny = {"features": "[8,16,16,32,32,8]", "num_workers": 0, "batch_size": 4, "max_epochs": 1, "val_interval": 1}
-    bundle_run("training", "configs/train.json", cwd=copy, dataset_dir=SAMPLES / "camvid_dataset1",
+    bundle_run("training", "configs/train.json", cwd=copy, dataset_dir=CAMVID_SAMPLES,
                output_dir=tmp_path / "run", **tiny)
-    frame = SAMPLES / "camvid_dataset1" / "images_prepped_test" / "0016E5_07959.png"
+    frame = CAMVID_SAMPLES / "images_prepped_test" / "0016E5_07959.png"
     bundle_run("inference", "configs/inference.json", cwd=copy, input=frame, output_dir=tmp_path / "pred",
                ckpt_path=tmp_path / "run" / "models" / "model.pt", features=tiny["features"])
     assert (tmp_path / "pred" / "0016E5_07959.png").is_file()

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import REPO, SAMPLES, bundle_run
+from conftest import CAMVID_SAMPLES, REPO, bundle_run, needs_camvid
 from monai_app.errors import UserInputError
 from monai_app.export import _parser, export_bundle, format_export
 
@@ -102,10 +102,11 @@ def test_brats_inference_from_torchscript_writes_the_checkpoints_label_maps(msd_
         np.testing.assert_allclose(a.affine, b.affine)
 
 
+@needs_camvid
 def test_camvid_inference_from_torchscript_writes_the_checkpoints_pngs(tmp_path):
     ckpt = _checkpoint("camvid_unet2d", tmp_path / "model.pt", seed=5)
     for name in _infer_both_ways("camvid_unet2d", ckpt, tmp_path, cli=False, features=FEATURES, num_workers=0,
-                                 input=str(SAMPLES / "camvid_dataset1" / "images_prepped_test")):
+                                 input=str(CAMVID_SAMPLES / "images_prepped_test")):
         np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "ckpt" / name)),
                                       np.asarray(Image.open(tmp_path / "ts" / name)))
 

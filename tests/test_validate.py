@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import SAMPLES
+from conftest import CAMVID_SAMPLES, CCP_SAMPLES, VOC_SAMPLES, needs_camvid, needs_voc
 from monai_app.cli import main
 from monai_app.errors import UserInputError
 from monai_app.validate import format_validation, validate_dataset
@@ -281,10 +281,11 @@ def test_ccp_damages(synth_2d, tmp_path):
 
 
 @pytest.mark.parametrize("bundle, folder, values", [
-    ("camvid_unet2d", "camvid_dataset1", set(range(12))), ("voc_unet2d", "VOCdevkit", {0, 9, 12, 255}),
-    ("ccp_unet2d", "ccp", {0, 5, 19, 39, 41, 42, 45, 47, 55})])
+    pytest.param("camvid_unet2d", CAMVID_SAMPLES, set(range(12)), marks=needs_camvid, id="camvid"),
+    pytest.param("voc_unet2d", VOC_SAMPLES, {0, 9, 12, 255}, marks=needs_voc, id="voc"),
+    pytest.param("ccp_unet2d", CCP_SAMPLES, {0, 5, 19, 39, 41, 42, 45, 47, 55}, id="ccp")])
 def test_the_real_samples_validate(bundle, folder, values, capsys):
-    result = validate_dataset(bundle, SAMPLES / folder, progress=False)
+    result = validate_dataset(bundle, folder, progress=False)
     assert result.ok and result.summary["label values"] == values, result.problems
-    assert main(["validate", bundle, "--dataset-dir", str(SAMPLES / folder)]) == 0
+    assert main(["validate", bundle, "--dataset-dir", str(folder)]) == 0
     assert "no problems found in" in capsys.readouterr().out

@@ -8,13 +8,14 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import SAMPLES
+from conftest import CAMVID_SAMPLES, needs_camvid
 from monai_app.datasets import camvid
 from monai_app.errors import DatasetError
 
-REAL = SAMPLES / "camvid_dataset1"
+REAL = CAMVID_SAMPLES
 
 
+@needs_camvid
 def test_real_samples_in_the_seed_layout():
     assert camvid.detect_layout(REAL) == "seed"
     train = camvid.find_cases(REAL, "train")
@@ -23,6 +24,7 @@ def test_real_samples_in_the_seed_layout():
     assert len(test) == 3 and camvid.find_cases(REAL, "validation") == test
 
 
+@needs_camvid
 def test_real_annotations_load_as_ids_through_monai():
     from monai.transforms import LoadImage
 
@@ -48,6 +50,7 @@ def test_synthetic_layouts(layout, tmp_path):
     assert saved["layout"] == layout and saved["train"] == sorted(ids["train"])
 
 
+@needs_camvid
 def test_missing_annotation_and_wrong_folder_are_named(tmp_path):
     copy = tmp_path / "camvid"
     shutil.copytree(REAL, copy)

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from scipy.io import loadmat, savemat
 
-from conftest import REPO, SAMPLES
+from conftest import CCP_SAMPLES, REPO
 from monai_app.datasets import ccp
 from monai_app.datasets.splits import split_ids
 from monai_app.errors import DatasetError
 
-REAL = SAMPLES / "ccp"
+REAL = CCP_SAMPLES
 GROUPING = REPO / "bundles" / "ccp_unet2d" / "configs" / "ccp_59_to_14.json"
 # The 14-class ids in the real 0001.mat with the shipped grouping (null, blouse, hair, shoes, skin, skirt, stockings,
 # sunglasses, vest -> background, shirt, hair, shoes, skin, skirt, socks, accessories, coat).

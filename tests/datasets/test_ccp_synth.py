@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from scipy.io import loadmat
 
-from conftest import REPO, SAMPLES
+from conftest import CCP_SAMPLES, REPO
 from monai_app.datasets import ccp
 from monai_app.datasets.ccp_synth import LABEL_NAMES, write_ccp
 from monai_app.errors import UserInputError
@@ -50,16 +50,16 @@ def test_mat_files_round_trip_like_the_real_ones(dataset):
         heights.add(truth.shape[0])
     assert len(heights) > 1  # heights vary as in the real photos
     tags = loadmat(root / "annotations" / "image-level" / "0013.mat")["tags"]
-    real = loadmat(SAMPLES / "ccp" / "annotations" / "image-level" / "1005.mat")["tags"]
+    real = loadmat(CCP_SAMPLES / "annotations" / "image-level" / "1005.mat")["tags"]
     assert tags.dtype == real.dtype == np.uint8 and tags.ndim == real.ndim == 2 and tags.shape[0] == 1
     assert tags[0, 0] == 0 and tags.max() <= 58 and list(tags[0]) == sorted(set(tags[0]))
 
 
 def test_label_list_round_trips_to_the_real_names(dataset):
     root, _ = dataset
-    raw, real = (loadmat(p / "label_list.mat")["label_list"] for p in (root, SAMPLES / "ccp"))
+    raw, real = (loadmat(p / "label_list.mat")["label_list"] for p in (root, CCP_SAMPLES))
     assert raw.shape == real.shape == (1, 59) and raw.dtype == real.dtype == object
-    assert ccp.read_label_names(root / "label_list.mat") == ccp.read_label_names(SAMPLES / "ccp" / "label_list.mat")
+    assert ccp.read_label_names(root / "label_list.mat") == ccp.read_label_names(CCP_SAMPLES / "label_list.mat")
     assert list(LABEL_NAMES) == ccp.read_label_names(root / "label_list.mat")
 
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import SAMPLES
+from conftest import SAMPLES, VOC_SAMPLES, needs_voc
 from monai_app.datasets import voc
 from monai_app.errors import DatasetError
 
-REAL = SAMPLES / "VOCdevkit"
+REAL = VOC_SAMPLES
 REAL_ID = "2007_000063"
 
 
@@ -27,11 +27,13 @@ def synthetic(tmp_path_factory):
     return root, write_voc(root, train=8, val=4, size=(32, 40))
 
 
+@needs_voc
 @pytest.mark.parametrize("start", [SAMPLES, REAL, REAL / "VOC2012"], ids=["parent", "VOCdevkit", "VOC2012"])
 def test_find_root_from_each_starting_point(start):
     assert voc.find_root(start) == REAL / "VOC2012"
 
 
+@needs_voc
 def test_real_sample_cases_and_split_files():
     cases = voc.find_cases(REAL, "train")
     assert [c["case_id"] for c in cases] == [REAL_ID]
@@ -40,6 +42,7 @@ def test_real_sample_cases_and_split_files():
     assert all(voc.read_ids(REAL, split) == [REAL_ID] for split in ("train", "val", "trainval"))
 
 
+@needs_voc
 def test_real_label_loads_as_palette_indices_through_monai():
     from monai.transforms import LoadImage
 
@@ -50,6 +53,7 @@ def test_real_label_loads_as_palette_indices_through_monai():
     assert [voc.CLASSES[v] for v in sorted(values - {voc.IGNORE})] == ["background", "chair", "dog"]
 
 
+@needs_voc
 def test_colormap_is_the_real_palette():
     cmap = voc.colormap()
     assert len(cmap) == 256 and voc.PALETTE == cmap and len(voc.CLASSES) == 21
@@ -60,6 +64,7 @@ def test_colormap_is_the_real_palette():
     assert voc.colormap(3) == cmap[:3]
 
 
+@needs_voc
 def test_real_sample_datalists_warn_that_train_and_val_overlap(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         lists = voc.make_datalists(REAL, tmp_path)
