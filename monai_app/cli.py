@@ -98,7 +98,7 @@ def cmd_infer(args, extra):
 
 
 def _synth_brats(args) -> str:
-    from monai_app.datasets.brats_synth import write_brats
+    from monai_app.synthetic.brats import write_brats
 
     fmt = args.format or "msd"
     ids = write_brats(args.out, cases=args.cases or 8, dataset_format=fmt, seed=args.seed, shape=tuple(args.shape),
@@ -107,7 +107,7 @@ def _synth_brats(args) -> str:
 
 
 def _synth_carvana(args) -> str:
-    from monai_app.datasets.carvana_synth import write_carvana
+    from monai_app.synthetic.carvana import write_carvana
 
     ids = write_carvana(args.out, cars=args.cases or 4, test_cars=max(1, args.test_cases // 2), seed=args.seed,
                         size=tuple(args.size or (1280, 1918)), progress=True)
@@ -115,7 +115,7 @@ def _synth_carvana(args) -> str:
 
 
 def _synth_camvid(args) -> str:
-    from monai_app.datasets.camvid_synth import write_camvid
+    from monai_app.synthetic.camvid import write_camvid
 
     layout = args.format or "seed"
     n = args.cases or 24
@@ -125,7 +125,7 @@ def _synth_camvid(args) -> str:
 
 
 def _synth_voc(args) -> str:
-    from monai_app.datasets.voc_synth import write_voc
+    from monai_app.synthetic.voc import write_voc
 
     n = args.cases or 24
     ids = write_voc(args.out, train=n, val=max(1, n // 3), seed=args.seed, size=tuple(args.size or (375, 500)),
@@ -135,7 +135,7 @@ def _synth_voc(args) -> str:
 
 
 def _synth_ccp(args) -> str:
-    from monai_app.datasets.ccp_synth import write_ccp
+    from monai_app.synthetic.ccp import write_ccp
 
     n = args.cases or 24
     ids = write_ccp(args.out, pixel_level=n, image_level=args.test_cases, seed=args.seed,
@@ -159,8 +159,8 @@ def cmd_synth(args, extra):
 
 
 def cmd_score(args, extra):
-    from monai_app.metrics import score_folders
-    from monai_app.workflow import log_summary
+    from monai_app.metrics.brats import score_folders
+    from monai_app.config import log_summary
 
     score_folders(args.pred, args.ref, args.format, args.out)
     log_summary(args.out)
@@ -169,7 +169,7 @@ def cmd_score(args, extra):
 
 
 def cmd_list(args, extra):
-    from monai_app.workflow import bundles_dir
+    from monai_app.config import bundles_dir
 
     for meta_path in sorted(bundles_dir().glob("*/configs/metadata.json")):
         meta = json.loads(meta_path.read_text())
@@ -184,8 +184,8 @@ def cmd_list(args, extra):
 
 
 def cmd_validate(args, extra):
-    from monai_app.validate import format_validation, validate_dataset
-    from monai_app.workflow import bundle_path
+    from monai_app.dataset_check import format_validation, validate_dataset
+    from monai_app.config import bundle_path
 
     result = validate_dataset(bundle_path(args.bundle).name, args.dataset_dir, dataset_format=args.dataset_format)
     print(format_validation(result))

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from monai_app.errors import UserInputError
-from monai_app.io import atomic_path, atomic_write_text
+from monai_app.files import atomic_path, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def _dynamic_steps(parser, dynamic_spatial: bool) -> dict[int, int]:
 
 
 def _load_network(parser, ckpt: Path) -> torch.nn.Module:
-    from monai_app.checkpoints import load_objects
+    from monai_app.engine.checkpoints import load_objects
 
     net = parser.get_parsed_content("network_def")
     load_objects(ckpt, {"model": net})  # torch.load(weights_only=True); one-line errors naming the file
@@ -130,7 +130,7 @@ def export_bundle(bundle: str | os.PathLike, ckpt_path: str | os.PathLike, out_d
     import monai
     from monai.bundle import ckpt_export
 
-    from monai_app.workflow import bundle_path
+    from monai_app.config import bundle_path
 
     root, ckpt = bundle_path(bundle), Path(ckpt_path)
     if not ckpt.is_file():

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from monai_app.errors import UserInputError
-from monai_app.io import atomic_path, atomic_write_text
-from monai_app.tables import STATS, summarise
+from monai_app.files import atomic_path, atomic_write_text
+from monai_app.metrics.tables import STATS, summarise
 
 NO_PICTURES = "No picture of this case: run evaluation again to get pictures (eval/cases/)."
 CSS = """body{font:14px/1.45 system-ui,sans-serif;max-width:1200px;margin:1.5em auto;padding:0 1em;color:#222}
@@ -149,7 +149,7 @@ def _strip_figure(columns: list[str], values: np.ndarray, title: str, unit: str)
 
 
 def _bundle_name(run: Path, settings: dict) -> str:
-    from monai_app.workflow import bundles_dir
+    from monai_app.config import bundles_dir
 
     known = {p.name for p in bundles_dir().iterdir() if (p / "configs").is_dir()} if bundles_dir().is_dir() else set()
     words = [w for a in settings.get("argv", []) for w in str(a).replace("\\", "/").split("/")]

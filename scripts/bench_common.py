@@ -213,10 +213,10 @@ def write_brats_case(out_dir: str | os.PathLike, shape: Sequence[int] = BRATS_SH
     as ``<X>x<Y>x<Z>/imagesTr/BRATS_<seed>.nii.gz`` and its label as ``.../labelsTr/...`` (MSD numbers);
     returns both paths. An existing pair is reused, so benchmarks sharing a ``--workdir`` write each case once.
 
-    The phantom is :mod:`monai_app.datasets.brats_synth`'s (brain ellipsoid over 70-80 % of each axis, zero outside,
+    The phantom is :mod:`monai_app.synthetic.brats`'s (brain ellipsoid over 70-80 % of each axis, zero outside,
     one glioma), at exactly ``shape`` and 1 mm rather than the per-case jittered geometry of ``write_brats``.
     """
-    from monai_app.datasets import brats_synth as synth
+    from monai_app.synthetic import brats as synth
 
     root = Path(out_dir) / "x".join(str(int(s)) for s in shape)  # a sub-folder per size: quick runs never mix
     name = f"BRATS_{seed:03d}"

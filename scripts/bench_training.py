@@ -7,7 +7,7 @@ post-processing, parsed from its ``train.json`` by MONAI's ``ConfigWorkflow`` (h
 epoch, or write one scalar per step). It is fed by
   - pre-made batches already in memory (the compute bound), or
   - the bundle's own train transforms over synthetic cases, through the dataset and loader of each row:
-    the default (the deterministic transforms cached on disk by ``monai_app.caching.DiskCacheDataset``, MONAI's
+    the default (the deterministic transforms cached on disk by ``monai_app.engine.data_loading.DiskCacheDataset``, MONAI's
     ``PersistentDataset``, read by a ``ThreadDataLoader`` with ``num_workers`` 0 on <= 2 cores), the previous
     default (no cache, ``DataLoader`` with 2 worker processes), no cache without workers, and ``CacheDataset``
     (``cache_rate`` 1.0, in RAM) with workers or with ``ThreadDataLoader``.
@@ -138,7 +138,7 @@ def carvana_datalist(work: Path, size: tuple[int, int], views: int, entries: int
     """``entries`` training items cycling over a synthetic Carvana folder (Kaggle layout, written once) of one car
     photographed ``views`` times."""
     from monai_app.datasets.carvana import find_cases
-    from monai_app.datasets.carvana_synth import write_carvana
+    from monai_app.synthetic.carvana import write_carvana
 
     root = work / "data" / f"carvana_{size[0]}x{size[1]}_{views}"
     if not (root / "train_masks.csv").is_file():
@@ -151,7 +151,7 @@ def voc_datalist(work: Path, images: int, entries: int) -> list[dict]:
     """``entries`` training items cycling over a synthetic VOC 2012 folder (the real layout, written once) of
     ``images`` training photos of 500 x 375."""
     from monai_app.datasets.voc import find_cases
-    from monai_app.datasets.voc_synth import write_voc
+    from monai_app.synthetic.voc import write_voc
 
     root = work / "data" / f"voc_{images}"
     if not (root / "VOCdevkit").is_dir():

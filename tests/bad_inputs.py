@@ -16,11 +16,11 @@ from PIL import Image
 
 def clean_datasets(out: Path) -> dict[str, Path]:
     """Small clean datasets in the real layouts, written once and copied for each damage."""
-    from monai_app.datasets.brats_synth import write_brats
-    from monai_app.datasets.camvid_synth import write_camvid
-    from monai_app.datasets.carvana_synth import write_carvana
-    from monai_app.datasets.ccp_synth import write_ccp
-    from monai_app.datasets.voc_synth import write_voc
+    from monai_app.synthetic.brats import write_brats
+    from monai_app.synthetic.camvid import write_camvid
+    from monai_app.synthetic.carvana import write_carvana
+    from monai_app.synthetic.ccp import write_ccp
+    from monai_app.synthetic.voc import write_voc
 
     roots = {"msd": out / "Task01_BrainTumour", "brats2021": out / "BraTS2021", "carvana": out / "carvana",
              "camvid": out / "CamVid", "voc": out / "VOCdevkit_root", "ccp": out / "clothing-co-parsing"}

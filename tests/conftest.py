@@ -58,7 +58,7 @@ def tb_tags(tb_dir: Path, pattern: str = "events.out.tfevents.*") -> tuple[set[s
 @pytest.fixture(scope="session")
 def msd_tiny(tmp_path_factory) -> Path:
     """A 6-case MSD Task01 dataset (plus 1 unlabelled case) with small, non-cubic, non-identity-affine volumes."""
-    from monai_app.datasets.brats_synth import write_brats
+    from monai_app.synthetic.brats import write_brats
 
     out = tmp_path_factory.mktemp("msd") / "Task01_BrainTumour"
     write_brats(out, cases=6, dataset_format="msd", seed=3, shape=(48, 44, 40), test_cases=1)

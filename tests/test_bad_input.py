@@ -158,7 +158,7 @@ def test_bad_checkpoints_are_named_by_inference_and_nothing_is_written(clean, tm
 def test_a_full_disk_while_saving_a_checkpoint_stops_training_and_keeps_the_last_one(clean, tmp_path, monkeypatch,
                                                                                        capsys):
     """ENOSPC is simulated in the writer of ``last.pt`` (no test can fill a real disk safely)."""
-    import monai_app.checkpoints as checkpoints
+    import monai_app.engine.checkpoints as checkpoints
 
     out = tmp_path / "run"
     args = ["train", "brats_unet3d", "--dataset-dir", str(clean["msd"]), "--output-dir", str(out), "--max-epochs", "1",

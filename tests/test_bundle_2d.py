@@ -43,7 +43,7 @@ def read_csv(path: Path) -> list[list[str]]:
 # ---------------------------------------------------------------------------------------------------- Carvana
 @pytest.fixture(scope="module")
 def kaggle(tmp_path_factory) -> Path:
-    from monai_app.datasets.carvana_synth import write_carvana
+    from monai_app.synthetic.carvana import write_carvana
 
     out = tmp_path_factory.mktemp("carvana") / "carvana"
     write_carvana(out, cars=5, views=4, test_cars=1, size=(48, 72), seed=2)
@@ -148,7 +148,7 @@ def test_camvid_inference_on_real_frames_writes_ids_and_colours(camvid_real_run,
 
 def test_camvid_ignore_void_on_the_segnet_layout(tmp_path):
     """ignore_void: the model predicts 11 classes, void is in no metric, and predictions never say void."""
-    from monai_app.datasets.camvid_synth import write_camvid
+    from monai_app.synthetic.camvid import write_camvid
 
     data = tmp_path / "CamVid"
     write_camvid(data, layout="segnet", train=4, val=2, test=2, size=(36, 48), seed=4)
@@ -183,7 +183,7 @@ VOC_REAL = VOC_SAMPLES
 
 @pytest.fixture(scope="module")
 def voc_run(tmp_path_factory) -> tuple[Path, Path]:
-    from monai_app.datasets.voc_synth import write_voc
+    from monai_app.synthetic.voc import write_voc
 
     data = tmp_path_factory.mktemp("voc")
     write_voc(data, train=8, val=3, size=(72, 96), seed=1)
@@ -234,7 +234,7 @@ CCP_TINY = {"roi_size": "[64,48]"}
 
 
 def test_ccp_trains_with_class_weights_and_reports_both_iou_definitions(tmp_path):
-    from monai_app.datasets.ccp_synth import write_ccp
+    from monai_app.synthetic.ccp import write_ccp
 
     data = tmp_path / "ccp"
     write_ccp(data, pixel_level=10, image_level=2, size=(96, 64), seed=3)
@@ -257,7 +257,7 @@ def test_ccp_trains_with_class_weights_and_reports_both_iou_definitions(tmp_path
 
 def test_ccp_segments_the_real_photos_with_the_trained_grouping(tmp_path):
     """The real sample photos (550 wide, portrait) give palette PNGs of the 14 classes at their own size."""
-    from monai_app.datasets.ccp_synth import write_ccp
+    from monai_app.synthetic.ccp import write_ccp
 
     data = tmp_path / "ccp"
     write_ccp(data, pixel_level=4, image_level=0, size=(96, 64), seed=1)

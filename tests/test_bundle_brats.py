@@ -140,7 +140,7 @@ def test_inference_from_inside_the_bundle_folder_on_nrrd(trained, msd_tiny, tmp_
 
 def test_cli_infers_a_per_modality_case_in_its_own_label_convention(trained, tmp_path):
     from monai_app.cli import main
-    from monai_app.datasets.brats_synth import write_brats
+    from monai_app.synthetic.brats import write_brats
 
     write_brats(tmp_path / "brats23", cases=1, dataset_format="brats2023", seed=5, shape=(40, 40, 36), test_cases=1)
     case = next(p for p in (tmp_path / "brats23").iterdir() if not list(p.glob("*-seg.nii.gz")))
@@ -158,7 +158,7 @@ def test_cli_infers_a_per_modality_case_in_its_own_label_convention(trained, tmp
 def test_training_reads_the_challenge_layouts_with_their_own_labels(fmt, tmp_path):
     """One epoch on each per-modality layout, format auto-detected: a wrong label convention would stop the run
     (labels outside the convention are refused) and the saved settings name the detected format."""
-    from monai_app.datasets.brats_synth import write_brats
+    from monai_app.synthetic.brats import write_brats
 
     data = tmp_path / fmt
     write_brats(data, cases=3, dataset_format=fmt, seed=1, shape=(40, 40, 36), test_cases=0)
@@ -172,8 +172,8 @@ def test_training_reads_the_challenge_layouts_with_their_own_labels(fmt, tmp_pat
 def test_evaluation_agrees_with_scoring_the_written_label_maps(trained, tmp_path):
     """`evaluate` (in memory, nested regions) and `monai-app score` on what inference wrote must give the same
     numbers: on 1-mm volumes, with flipped axes, they measure the same label maps."""
-    from monai_app.datasets.brats_synth import write_brats
-    from monai_app.metrics import score_folders
+    from monai_app.synthetic.brats import write_brats
+    from monai_app.metrics.brats import score_folders
 
     data = tmp_path / "Task01_BrainTumour"
     write_brats(data, cases=2, dataset_format="msd", seed=11, shape=(40, 44, 36), test_cases=0)

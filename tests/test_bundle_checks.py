@@ -62,24 +62,24 @@ def _datasets(bundle: str, msd_tiny, tmp_path):
     if bundle == "brats_unet3d":
         return msd_tiny, msd_tiny / "imagesTs"
     if bundle == "carvana_unet2d":
-        from monai_app.datasets.carvana_synth import write_carvana
+        from monai_app.synthetic.carvana import write_carvana
 
         write_carvana(tmp_path / "carvana", cars=3, views=2, test_cars=1, size=(32, 48))
         return tmp_path / "carvana", tmp_path / "carvana" / "test"
     if bundle == "voc_unet2d":
         if not VOC_SAMPLES.is_dir():
-            from monai_app.datasets.voc_synth import write_voc
+            from monai_app.synthetic.voc import write_voc
 
             write_voc(tmp_path / "voc", train=2, val=1, size=(32, 40))
             return tmp_path / "voc", tmp_path / "voc" / "VOCdevkit" / "VOC2012" / "JPEGImages"
         return VOC_SAMPLES, VOC_SAMPLES / "VOC2012" / "JPEGImages"
     if bundle == "ccp_unet2d":
-        from monai_app.datasets.ccp_synth import write_ccp
+        from monai_app.synthetic.ccp import write_ccp
 
         write_ccp(tmp_path / "ccp", pixel_level=4, image_level=1, size=(48, 32))
         return tmp_path / "ccp", CCP_SAMPLES / "photos"
     if not CAMVID_SAMPLES.is_dir():
-        from monai_app.datasets.camvid_synth import write_camvid
+        from monai_app.synthetic.camvid import write_camvid
 
         write_camvid(tmp_path / "camvid", train=2, val=1, test=1, size=(32, 40))
         return tmp_path / "camvid", tmp_path / "camvid" / "images_prepped_test"
@@ -110,7 +110,7 @@ def test_check_properties_is_empty(bundle, files, workflow_type, msd_tiny, tmp_p
 def test_brats_inference_preprocesses_as_training_does():
     train = json.loads((CONFIGS / "train.json").read_text())
     infer = json.loads((CONFIGS / "inference.json").read_text())
-    checks = {"monai_app.transforms.CheckImaged"}  # refuses a bad input, changes no voxel
+    checks = {"monai_app.transforms.common.CheckImaged"}  # refuses a bad input, changes no voxel
     image_steps = [t["_target_"] for t in train["load_transforms"] if "image" in str(t["keys"])]
     assert [t["_target_"] for t in infer["preprocessing"]["transforms"] if t["_target_"] not in checks] == \
         [t for t in image_steps if t not in checks]
@@ -146,13 +146,13 @@ def test_the_clash_check_would_catch_a_clash(monkeypatch):
     """The check above must be able to fail: plant a MONAI name in a monai_app module and see it found."""
     from monai.bundle.config_item import ComponentLocator
 
-    import monai_app.transforms
+    import monai_app.transforms.brats
 
-    monkeypatch.setattr(monai_app.transforms, "Orientationd", type("Orientationd", (), {"__module__":
-                                                                                        "monai_app.transforms"}),
+    monkeypatch.setattr(monai_app.transforms.brats, "Orientationd", type("Orientationd", (), {"__module__":
+                                                                                        "monai_app.transforms.brats"}),
                         raising=False)
     modules = ComponentLocator().get_component_module_name("Orientationd")
-    assert "monai_app.transforms" in modules and any(m.startswith("monai.") for m in modules)
+    assert "monai_app.transforms.brats" in modules and any(m.startswith("monai.") for m in modules)
 
 
 def _parsed(files: list[str], key: str, **overrides):

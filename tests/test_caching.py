@@ -1,4 +1,4 @@
-"""The training datasets' caches (``monai_app.caching``) through the real bundle configs: what is cached where,
+"""The training datasets' caches (``monai_app.engine.data_loading``) through the real bundle configs: what is cached where,
 that a cache never serves files made with other settings, and that a damaged cache file is recomputed."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from monai.data import CacheDataset, Dataset
 
-from monai_app.caching import DiskCacheDataset, RaisingThreadDataLoader
+from monai_app.engine.data_loading import DiskCacheDataset, RaisingThreadDataLoader
 from monai_app.errors import exception_chain
 from monai_app.workflow import make_workflow
 
@@ -153,7 +153,7 @@ EXIT_WHILE_LOADING = """
 import sys
 import torch
 from monai.data import Dataset
-from monai_app.caching import RaisingThreadDataLoader
+from monai_app.engine.data_loading import RaisingThreadDataLoader
 
 def slow(index):
     x = torch.ones(1, 1, 64, 64, 64)

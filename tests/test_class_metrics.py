@@ -12,7 +12,9 @@ from ignite.engine import Engine, Events
 from ignite.metrics import ConfusionMatrix, mIoU
 from PIL import Image
 
-from monai_app.class_metrics import ClassMetrics, class_scores, confusion_matrix, stack_output
+from monai_app.engine.handlers import ClassMetrics
+
+from monai_app.metrics.classes import class_scores, confusion_matrix, stack_output
 
 # A 4x4 image with 3 classes.
 REF = torch.tensor([[0, 0, 1, 1],

@@ -103,8 +103,8 @@ def test_other_ranks_keep_only_the_handlers_every_rank_needs(monkeypatch, tmp_pa
     import torch
     from monai.handlers import LrScheduleHandler, StatsHandler, TensorBoardStatsHandler, ValidationHandler
 
-    from monai_app import distributed
-    from monai_app.handlers import MetricColumns, ProgressDisplay
+    from monai_app.engine import distributed
+    from monai_app.engine.handlers import MetricColumns, ProgressDisplay
 
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     lr = LrScheduleHandler(torch.optim.lr_scheduler.StepLR(optimizer, 1))
@@ -123,7 +123,7 @@ def test_other_ranks_keep_only_the_handlers_every_rank_needs(monkeypatch, tmp_pa
 
 
 def test_validation_cases_are_shared_out_once_each(monkeypatch):
-    from monai_app import distributed
+    from monai_app.engine import distributed
     from monai_app.errors import UserInputError
 
     monkeypatch.setattr(distributed, "world_size", lambda: 2)
@@ -137,7 +137,7 @@ def test_validation_cases_are_shared_out_once_each(monkeypatch):
 
 
 def test_the_layer_without_torchrun_says_how_to_start_it(monkeypatch):
-    from monai_app import distributed
+    from monai_app.engine import distributed
     from monai_app.errors import UserInputError
 
     for key in distributed.TORCHRUN_ENV:
@@ -149,7 +149,7 @@ def test_the_layer_without_torchrun_says_how_to_start_it(monkeypatch):
 FREED_BEFORE_SHUTDOWN = """
 import atexit, os, socket, weakref
 import torch
-from monai_app import distributed
+from monai_app.engine import distributed
 
 with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
@@ -244,7 +244,7 @@ def test_brats_ddp_resumes_on_every_rank(brats_ddp, msd_tiny, tmp_path):
 def test_camvid_trains_in_2_processes_with_the_one_process_class_metrics(tmp_path):
     """A 2-D bundle whose validation metrics are Ignite's confusion matrix and monai_app's ClassMetrics (per-image
     matrices gathered from the ranks): the mIoU of 2 processes (2 + 1 images) is that of one process."""
-    from monai_app.datasets.camvid_synth import write_camvid
+    from monai_app.synthetic.camvid import write_camvid
 
     data, out = tmp_path / "camvid", tmp_path / "run"
     write_camvid(data, layout="segnet", train=4, val=3, test=2, size=(36, 48), seed=4)

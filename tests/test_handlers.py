@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from monai_app.handlers import REGION_COLOURS, region_panel
+from monai_app.visualize import REGION_COLOURS, region_panel
 
 
 def _case():

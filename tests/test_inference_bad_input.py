@@ -49,7 +49,7 @@ def brats_ckpt(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def good_volumes(tmp_path_factory) -> list[Path]:
     """Two 4-D MSD test volumes with non-identity affines."""
-    from monai_app.datasets.brats_synth import write_brats
+    from monai_app.synthetic.brats import write_brats
 
     root = tmp_path_factory.mktemp("msd") / "Task01_BrainTumour"
     write_brats(root, cases=1, dataset_format="msd", seed=7, shape=(28, 32, 24), test_cases=2)
@@ -144,7 +144,7 @@ def test_bundle_run_reports_each_bad_case_and_segments_the_good_ones(brats_ckpt,
 def test_cli_reports_incomplete_and_damaged_case_folders(brats_ckpt, tmp_path, capsys):
     """`monai-app infer` over a folder of BraTS 2023 case folders: one misses a modality, one has a truncated file."""
     from monai_app.cli import main
-    from monai_app.datasets.brats_synth import write_brats
+    from monai_app.synthetic.brats import write_brats
 
     data = tmp_path / "brats23"
     write_brats(data, cases=1, dataset_format="brats2023", seed=4, shape=(24, 28, 20), test_cases=3)
@@ -265,7 +265,7 @@ def test_a_failing_write_of_one_case_is_reported_and_the_others_written(brats_ck
                                                                          monkeypatch, capsys):
     """A failure after inference (here a writer refusing one case's array) is that case's failure, not the run's."""
     from monai_app.cli import main
-    from monai_app.transforms import WriteCased
+    from monai_app.transforms.common import WriteCased
 
     inputs, out = tmp_path / "in", tmp_path / "out"
     inputs.mkdir()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from monai.inferers import SlidingWindowInferer
 
-from monai_app.inferers import AutocastInferer
+from monai_app.engine.inferers import AutocastInferer
 from monai_app.workflow import make_workflow
 
 
@@ -53,12 +53,12 @@ def test_inference_config_wires_amp_to_the_cpu_autocast(msd_tiny, tmp_path):
 
 def test_switches_typed_on_the_command_line_are_booleans(msd_tiny, tmp_path):
     """``python -m monai.bundle run ... --amp false`` hands configs the string 'false' (Python finds it true):
-    every switch goes through ``monai_app.workflow.flag``."""
+    every switch goes through ``monai_app.config.flag``."""
     import pytest
 
     from monai_app.errors import UserInputError
-    from monai_app.validate import check_before_training
-    from monai_app.workflow import flag
+    from monai_app.dataset_check import check_before_training
+    from monai_app.config import flag
 
     assert [flag(v) for v in ("false", "False", "0", "no", "off", False, 0)] == [False] * 7
     assert [flag(v) for v in ("true", "TRUE", "1", "yes", "on", True, 1)] == [True] * 7

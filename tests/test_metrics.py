@@ -17,8 +17,8 @@ import torch
 from monai.data import MetaTensor, list_data_collate
 
 from monai_app.errors import UserInputError
-from monai_app.metrics import BratsHausdorffDistanceMetric, score_folders
-from monai_app.tables import write_metric_tables
+from monai_app.metrics.brats import BratsHausdorffDistanceMetric, score_folders
+from monai_app.metrics.tables import write_metric_tables
 
 SHAPE = (20, 20, 20)
 EMPTY = 373.13

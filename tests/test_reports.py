@@ -15,7 +15,8 @@ from PIL import Image
 
 from conftest import REPO
 from monai_app.errors import UserInputError
-from monai_app.handlers import REGION_COLOURS, CaseSnapshots, label_panel, orthogonal_panel
+from monai_app.engine.handlers import CaseSnapshots
+from monai_app.visualize import REGION_COLOURS, label_panel, orthogonal_panel
 from monai_app.reports import write_report
 
 CASES = ["case_a", "case_b", "case_c", "case_d"]
@@ -97,8 +98,8 @@ def _fake_run(root: Path, evaluated: bool = True, pictures: bool = True) -> Path
     """A 2-D run folder written with the real writers: settings, split, TensorBoard scalars, eval tables, pictures."""
     from torch.utils.tensorboard import SummaryWriter
 
-    from monai_app.tables import write_metric_tables
-    from monai_app.workflow import save_settings
+    from monai_app.metrics.tables import write_metric_tables
+    from monai_app.config import save_settings
 
     run = root / "run"
     save_settings(run / "settings.json", {"output_dir": str(run), "max_epochs": 3},)

@@ -9,15 +9,8 @@ import torch
 from monai.data import MetaTensor, NibabelWriter
 
 from monai_app.datasets.brats import FORMATS
-from monai_app.transforms import (
-    BratsLabelToRegionsd,
-    BratsRegionsToLabeld,
-    MaskOutsideImaged,
-    N4BiasFieldCorrectiond,
-    RemoveSmallRegionsd,
-    WriteCased,
-    n4_bias_field_correct,
-)
+from monai_app.transforms.brats import BratsLabelToRegionsd, BratsRegionsToLabeld
+from monai_app.transforms.common import MaskOutsideImaged, N4BiasFieldCorrectiond, RemoveSmallRegionsd, WriteCased, n4_bias_field_correct
 
 AFFINE = np.array([[-1.0, 0, 0, 10.0], [0, 1.2, 0, -20.0], [0, 0, 2.0, 5.0], [0, 0, 0, 1]])
 

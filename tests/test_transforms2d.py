@@ -10,8 +10,9 @@ from PIL import Image
 
 from monai_app.datasets.rle import rle_encode
 from monai_app.errors import DatasetError
-from monai_app.handlers import label_panel
-from monai_app.transforms2d import DecodeRLEd, RandHueShiftd, WriteLabelPNGd, colourise, to_rgb
+from monai_app.visualize import label_panel
+from monai_app.datasets.images import colourise
+from monai_app.transforms.images2d import DecodeRLEd, RandHueShiftd, WriteLabelPNGd, to_rgb
 
 
 @pytest.mark.parametrize("mode", ["L", "RGBA", "CMYK", "P", "I;16", "RGB"])
@@ -78,7 +79,7 @@ def test_panel_shows_photo_reference_and_prediction_at_the_photo_size():
 
 
 def test_box_blur_averages_and_keeps_flat_images_flat():
-    from monai_app.transforms2d import RandBoxBlurd
+    from monai_app.transforms.images2d import RandBoxBlurd
 
     spike = torch.zeros(3, 5, 5)
     spike[:, 2, 2] = 9.0

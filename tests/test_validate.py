@@ -13,12 +13,12 @@ from PIL import Image
 from conftest import CAMVID_SAMPLES, CCP_SAMPLES, VOC_SAMPLES, needs_camvid, needs_voc
 from monai_app.cli import main
 from monai_app.errors import UserInputError
-from monai_app.validate import format_validation, validate_dataset
+from monai_app.dataset_check import format_validation, validate_dataset
 
 
 @pytest.fixture(scope="module")
 def msd(tmp_path_factory):
-    from monai_app.datasets.brats_synth import write_brats
+    from monai_app.synthetic.brats import write_brats
 
     out = tmp_path_factory.mktemp("v") / "Task01_BrainTumour"
     write_brats(out, cases=5, dataset_format="msd", shape=(32, 32, 24), seed=1, test_cases=1)
@@ -27,10 +27,10 @@ def msd(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def synth_2d(tmp_path_factory):
-    from monai_app.datasets.camvid_synth import write_camvid
-    from monai_app.datasets.carvana_synth import write_carvana
-    from monai_app.datasets.ccp_synth import write_ccp
-    from monai_app.datasets.voc_synth import write_voc
+    from monai_app.synthetic.camvid import write_camvid
+    from monai_app.synthetic.carvana import write_carvana
+    from monai_app.synthetic.ccp import write_ccp
+    from monai_app.synthetic.voc import write_voc
 
     out = tmp_path_factory.mktemp("v2d")
     write_carvana(out / "carvana", cars=2, views=2, test_cars=1, size=(32, 48))
@@ -159,7 +159,7 @@ def test_malformed_dataset_json_and_a_missing_folder_are_problems_not_tracebacks
 
 @pytest.mark.parametrize("fmt, bad_value", [("brats2021", 3), ("brats2023", 4)])
 def test_per_modality_case_folders_with_every_kind_of_damage(tmp_path, fmt, bad_value):
-    from monai_app.datasets.brats_synth import write_brats
+    from monai_app.synthetic.brats import write_brats
 
     root = tmp_path / fmt
     write_brats(root, cases=4, dataset_format=fmt, shape=(24, 24, 16), seed=2, test_cases=1)
@@ -226,7 +226,7 @@ def test_carvana_damages_in_gif_masks_and_in_the_csv(synth_2d, tmp_path):
 
 
 def test_camvid_damages(tmp_path):
-    from monai_app.datasets.camvid_synth import write_camvid
+    from monai_app.synthetic.camvid import write_camvid
 
     write_camvid(tmp_path / "camvid", train=3, val=1, test=1, size=(24, 32))
     images = sorted((tmp_path / "camvid" / "images_prepped_train").glob("*.png"))

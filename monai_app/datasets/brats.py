@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from monai_app.errors import DatasetError
-from monai_app.io import unfinished_cases
-from monai_app.workflow import flag
+from monai_app.files import unfinished_cases
+from monai_app.config import flag
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import numpy as np
 from monai_app.datasets.images import images_in
 from monai_app.datasets.rle import rle_encode
 from monai_app.errors import DatasetError
-from monai_app.io import atomic_write_text
+from monai_app.files import atomic_write_text
 
 logger = logging.getLogger(__name__)
 

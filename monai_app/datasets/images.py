@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from monai_app.errors import DatasetError
-from monai_app.io import atomic_write_text, unfinished_cases
-from monai_app.workflow import flag
+from monai_app.files import atomic_path, atomic_write_text, unfinished_cases
+from monai_app.config import flag
 
 logger = logging.getLogger(__name__)
 
@@ -72,3 +75,24 @@ def save_split(output_dir: str | os.PathLike, split: dict, **extra) -> None:
     """Record the data split a run used as ``output_dir/split.json`` (ids per part, and how it was made)."""
     record = {**extra, **{part: [c["case_id"] for c in cases] for part, cases in split.items()}}
     atomic_write_text(Path(output_dir) / "split.json", json.dumps(record, indent=1) + "\n")
+
+
+def colourise(ids: np.ndarray, palette: Sequence[Sequence[int]]) -> np.ndarray:
+    """(H, W) class ids -> (H, W, 3) uint8 colours; ids beyond the palette are drawn white."""
+    table = np.full((256, 3), 255, dtype=np.uint8)
+    table[: len(palette)] = np.asarray(palette, dtype=np.uint8)
+    return table[np.clip(ids, 0, 255).astype(np.uint8)]
+
+
+def write_label_png(ids: np.ndarray, path: str | Path, palette: Sequence[Sequence[int]] | None = None) -> None:
+    """Write (H, W) class ids as a single-channel PNG, atomically: a palette PNG when ``palette`` is given (viewers
+    show the colours, readers get the ids), else grayscale."""
+    from PIL import Image
+
+    img = Image.fromarray(np.asarray(ids, dtype=np.uint8), mode="L")
+    if palette is not None:
+        img = img.convert("P")
+        img.putpalette([c for colour in palette for c in colour])
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
+

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Iterable
 
 from monai_app.errors import DatasetError
-from monai_app.io import atomic_write_text
+from monai_app.files import atomic_write_text
 
 logger = logging.getLogger(__name__)
 

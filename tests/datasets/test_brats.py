@@ -14,7 +14,7 @@ from monai.transforms import ConvertToMultiChannelBasedOnBratsClasses, EnsureCha
 
 from monai_app.datasets.brats import detect_format, find_cases, find_inputs, input_format
 from monai_app.errors import DatasetError
-from monai_app.transforms import BratsLabelToRegionsd
+from monai_app.transforms.brats import BratsLabelToRegionsd
 
 APPLE_DOUBLE = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        "  # what a macOS '._*' companion starts with
 SUFFIXES_2021 = ("_flair", "_t1", "_t1ce", "_t2")  # expected channel order: FLAIR, T1, T1ce, T2

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from monai_app.datasets.brats import FORMATS, detect_format, find_cases
-from monai_app.datasets.brats_synth import write_brats
+from monai_app.synthetic.brats import write_brats
 from monai_app.errors import DatasetError, UserInputError
 
 SHAPE = (40, 36, 32)

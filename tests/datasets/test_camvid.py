@@ -37,7 +37,7 @@ def test_real_annotations_load_as_ids_through_monai():
 
 @pytest.mark.parametrize("layout", ["seed", "segnet"])
 def test_synthetic_layouts(layout, tmp_path):
-    from monai_app.datasets.camvid_synth import write_camvid
+    from monai_app.synthetic.camvid import write_camvid
 
     ids = write_camvid(tmp_path / "CamVid", layout=layout, train=3, val=2, test=2, size=(24, 32))
     assert camvid.detect_layout(tmp_path / "CamVid") == layout

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from monai_app.datasets.camvid_synth import CLASSES, write_camvid
+from monai_app.synthetic.camvid import CLASSES, write_camvid
 from monai_app.errors import UserInputError
 
 SIZE = (48, 64)  # (H, W)

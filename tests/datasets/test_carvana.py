@@ -17,7 +17,7 @@ from monai_app.errors import DatasetError
 
 @pytest.fixture(scope="module")
 def kaggle(tmp_path_factory):
-    from monai_app.datasets.carvana_synth import write_carvana
+    from monai_app.synthetic.carvana import write_carvana
 
     out = tmp_path_factory.mktemp("carvana") / "carvana"
     write_carvana(out, cars=10, views=4, test_cars=1, size=(32, 48), seed=1)
@@ -69,7 +69,7 @@ def test_not_a_carvana_folder(tmp_path):
 
 
 def test_submission_encodes_the_written_masks(tmp_path):
-    from monai_app.transforms2d import write_label_png
+    from monai_app.datasets.images import write_label_png
 
     rng = np.random.default_rng(0)
     masks = {f"abcdefabcdef_0{i}": (rng.random((6, 9)) > 0.5).astype(np.uint8) for i in (1, 2)}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from monai_app.datasets.carvana_synth import write_carvana
+from monai_app.synthetic.carvana import write_carvana
 from monai_app.datasets.rle import rle_decode
 from monai_app.errors import UserInputError
 

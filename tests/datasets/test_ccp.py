@@ -25,7 +25,7 @@ SAMPLE_CLASSES = {0, 1, 2, 3, 5, 6, 9, 11, 13}
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
-    from monai_app.datasets.ccp_synth import write_ccp
+    from monai_app.synthetic.ccp import write_ccp
 
     root = tmp_path_factory.mktemp("ccp") / "ccp"
     return root, write_ccp(root, pixel_level=10, image_level=3, size=(64, 44), seed=1)

@@ -11,7 +11,7 @@ from scipy.io import loadmat
 
 from conftest import CCP_SAMPLES, REPO
 from monai_app.datasets import ccp
-from monai_app.datasets.ccp_synth import LABEL_NAMES, write_ccp
+from monai_app.synthetic.ccp import LABEL_NAMES, write_ccp
 from monai_app.errors import UserInputError
 
 SIZE = (64, 44)  # (H, W)

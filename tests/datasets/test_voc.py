@@ -21,7 +21,7 @@ REAL_ID = "2007_000063"
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
     """A synthetic VOC dataset (8 train, 4 val ids) under ``<root>/VOCdevkit/VOC2012``, written once."""
-    from monai_app.datasets.voc_synth import write_voc
+    from monai_app.synthetic.voc import write_voc
 
     root = tmp_path_factory.mktemp("voc")
     return root, write_voc(root, train=8, val=4, size=(32, 40))

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from monai_app.datasets.voc import CLASSES, IGNORE, PALETTE
-from monai_app.datasets.voc_synth import write_voc
+from monai_app.synthetic.voc import write_voc
 from monai_app.errors import UserInputError
 
 SIZE = (48, 64)  # (H, W)

@@ -24,8 +24,8 @@ from tqdm import tqdm
 
 from monai_app.datasets.brats import NIFTI_RE, REGIONS, BratsFormat, get_format
 from monai_app.errors import UserInputError
-from monai_app.tables import write_metric_tables
-from monai_app.transforms import brats_region_masks
+from monai_app.metrics.tables import write_metric_tables
+from monai_app.transforms.brats import brats_region_masks
 
 logger = logging.getLogger(__name__)
 

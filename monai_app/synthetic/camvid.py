@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from monai_app.errors import DatasetError, UserInputError
-from monai_app.io import atomic_path
+from monai_app.files import atomic_path
 
 logger = logging.getLogger(__name__)
 

@@ -9,15 +9,24 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import logging
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
-from monai_app.distributed import all_gather_list, rank
+from monai_app.engine.distributed import all_gather_list, rank, world_size
+from monai_app.files import atomic_path, atomic_write_text
+from monai_app.metrics.classes import class_scores, confusion_matrix, plot_confusion_matrix, tag
+from monai_app.metrics.tables import write_metric_tables
+from monai_app.visualize import region_panel
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +51,8 @@ class MetricColumns:
         output_dir: when given, ``per_case.csv`` and ``summary.json`` are written there at the end of each epoch.
         case_key: the item of each data dict that names its case.
     """
+
+    every_rank = True  # takes part in collective steps under DDP (engine.distributed.rank_zero_only)
 
     def __init__(self, metrics: Mapping[str, str], channel_names: Sequence[str], output_dir: str | None = None,
                  case_key: str = "case_id") -> None:
@@ -88,114 +99,8 @@ class MetricColumns:
             values = np.array([r[col] for r in rows], dtype=float)
             engine.state.metrics[col] = float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
         if self.output_dir is not None and rank() == 0:
-            from monai_app.tables import write_metric_tables
-
             write_metric_tables(rows, self.output_dir, self.columns)
             logger.info("per-case metrics of %d cases written to %s/per_case.csv", len(rows), self.output_dir)
-
-
-# Colours of the BraTS sub-regions as most viewers show them: edema green, necrotic core red, enhancing yellow.
-REGION_COLOURS = np.array([[0, 200, 0], [220, 40, 40], [255, 230, 0]], dtype=np.float32)
-
-
-def _gray(slice_: np.ndarray) -> np.ndarray:
-    """An MRI slice as RGB gray levels, windowed on the brain; the background (exactly 0 outside the brain after
-    the bundles' non-zero normalisation) is black, so every case looks alike."""
-    brain = slice_ != 0
-    lo, hi = np.percentile(slice_[brain], [0.5, 99.5]) if brain.any() else (0.0, 1.0)
-    lo = min(lo, hi - 1e-3)  # a uniform brain shows white
-    g = np.clip((slice_ - lo) / (hi - lo), 0, 1) * 255 * brain
-    return np.repeat(g[..., None], 3, axis=-1)
-
-
-def overlay_regions(gray_rgb: np.ndarray, regions: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Paint nested region masks (WT, TC, ET; H, W) over an RGB slice: edema, core and enhancing in their colours."""
-    out = gray_rgb.copy()
-    wt, tc, et = (regions[i] > 0.5 for i in range(3))
-    for mask, colour in zip((wt & ~tc, tc & ~et, et), REGION_COLOURS):
-        out[mask] = (1 - alpha) * out[mask] + alpha * colour
-    return out
-
-
-def region_panel(image: np.ndarray, label: np.ndarray | None, pred: np.ndarray, channel: int = 0,
-                 min_height: int = 240) -> np.ndarray:
-    """An RGB uint8 picture (H, 3W or 2W, 3): the image channel | reference overlay | prediction overlay, on the
-    axial slice where the reference (else the prediction) has most tumour, enlarged to at least ``min_height``."""
-    ref_or_pred = label if label is not None and label.any() else pred
-    z = int(np.argmax(ref_or_pred[0].reshape(-1, ref_or_pred.shape[-1]).sum(0))) if ref_or_pred.any() else \
-        image.shape[-1] // 2
-    base = _gray(image[channel, ..., z])
-    tiles = [base] + ([overlay_regions(base, label[..., z])] if label is not None else [])
-    tiles.append(overlay_regions(base, pred[..., z]))
-    panel = np.concatenate([np.rot90(t) for t in tiles], axis=1)  # rot90: anterior-up display of RAS arrays
-    scale = max(1, -(-min_height // panel.shape[0]))  # nearest-neighbour enlargement so TensorBoard shows detail
-    return panel.repeat(scale, axis=0).repeat(scale, axis=1).astype(np.uint8)
-
-
-def _tumour_centre(label: np.ndarray | None, pred: np.ndarray, shape: Sequence[int]) -> tuple[int, ...]:
-    """The centre (voxel indices) of the reference's whole tumour, else the prediction's, else of the volume."""
-    for regions in (label, pred):
-        if regions is not None and regions[0].any():
-            return tuple(int(round(c)) for c in np.argwhere(regions[0] > 0.5).mean(0))
-    return tuple(n // 2 for n in shape)
-
-
-def orthogonal_panel(image: np.ndarray, label: np.ndarray | None, pred: np.ndarray, channel: int = 0,
-                     min_row_height: int = 128) -> np.ndarray:
-    """An RGB uint8 picture of a 3-D case in three rows (axial, coronal, sagittal slices through the tumour centre),
-    each row image channel | reference overlay | prediction overlay, enlarged (nearest) to ``min_row_height``.
-
-    ``image`` is (C, H, W, D); ``label`` (or None) and ``pred`` are (3, H, W, D) nested WT/TC/ET region masks.
-    """
-    x, y, z = _tumour_centre(label, pred, image.shape[1:])
-    cuts = ((slice(None), slice(None), z), (slice(None), y, slice(None)), (x, slice(None), slice(None)))
-    rows = []
-    for cut in cuts:  # rot90: anterior-up (axial) and superior-up (coronal, sagittal) display of RAS arrays
-        base = _gray(image[(channel, *cut)])
-        tiles = [base] + [overlay_regions(base, r[(slice(None), *cut)]) for r in (label, pred) if r is not None]
-        rows.append(np.concatenate([np.rot90(t) for t in tiles], axis=1))
-    scale = max(1, -(-min_row_height // min(r.shape[0] for r in rows)))
-    width = max(r.shape[1] for r in rows)
-    rows = [np.pad(r, ((0, 2), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]  # white gaps
-    panel = np.concatenate(rows)[:-2]
-    return panel.repeat(scale, axis=0).repeat(scale, axis=1).astype(np.uint8)
-
-
-def _nearest(ids: np.ndarray, shape: Sequence[int]) -> np.ndarray:
-    """Nearest-neighbour resampling of a 2-D array to ``shape``."""
-    rows = (np.arange(shape[0]) * ids.shape[0] // shape[0]).clip(0, ids.shape[0] - 1)
-    cols = (np.arange(shape[1]) * ids.shape[1] // shape[1]).clip(0, ids.shape[1] - 1)
-    return ids[np.ix_(rows, cols)]
-
-
-def _class_ids(x: np.ndarray) -> np.ndarray:
-    """(C, H, W) class scores -> (H, W) ids by argmax; one channel holds ids (or a probability, thresholded)."""
-    if x.shape[0] > 1:
-        return x.argmax(0)
-    return (x[0] > 0.5).astype(np.int64) if x.max() <= 1 else x[0].round().astype(np.int64)
-
-
-def label_panel(image: np.ndarray, label: np.ndarray | None, pred: np.ndarray, palette: Sequence[Sequence[int]],
-                min_height: int = 128, max_height: int = 320) -> np.ndarray:
-    """An RGB uint8 picture of a 2-D case: the photo | reference | prediction (2-pixel grey gaps between them),
-    labels in the palette's colours.
-
-    ``image`` is (3, h, w) in [0, 1] (or 0-255); ``label`` and ``pred`` may be at another size (the original
-    photo's, when the image was resized without padding): they are resampled to the image's size. The picture is
-    enlarged (nearest) to at least ``min_height`` or thinned to at most ``max_height`` rows.
-    """
-    from monai_app.transforms2d import colourise
-
-    rgb = np.moveaxis(np.asarray(image, dtype=np.float32)[:3], 0, -1)
-    rgb = np.clip(rgb * (255.0 if rgb.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
-    tiles = [rgb] + [colourise(_nearest(_class_ids(x), rgb.shape[:2]), palette) for x in (label, pred) if x is not None]
-    gap = np.full((rgb.shape[0], 2, 3), 200, dtype=np.uint8)  # light-grey separators, so black tiles do not merge
-    panel = np.concatenate([part for tile in tiles for part in (gap, tile)][1:], axis=1)
-    step = -(-panel.shape[0] // max_height)
-    if step > 1:
-        return np.ascontiguousarray(panel[::step, ::step])
-    scale = max(1, -(-min_height // panel.shape[0]))
-    return panel.repeat(scale, axis=0).repeat(scale, axis=1)
 
 
 class SegmentationPanels:
@@ -260,7 +165,6 @@ class CaseSnapshots:
     def __call__(self, engine: Engine) -> None:
         from PIL import Image
 
-        from monai_app.io import atomic_path
 
         for out, batch in zip(_items(engine.state.output), _items(engine.state.batch)):
             case = (batch.get(self.case_key) if isinstance(batch, dict) else None) or out.get(self.case_key)
@@ -299,3 +203,144 @@ class LearningRateLogger:
 
     def __call__(self, engine: Engine) -> None:
         self.writer.add_scalar(self.tag, self.optimizer.param_groups[0]["lr"], engine.state.epoch)
+
+
+def _nanmean(values) -> float:
+    values = np.asarray(values, dtype=float)
+    return float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
+
+
+
+def _json_value(value):
+    """NaN (and infinite) floats -> ``None``, recursively, since JSON has no NaN."""
+    if isinstance(value, dict):
+        return {k: _json_value(v) for k, v in value.items()}
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _csv_text(header: Sequence, rows: Sequence[Sequence]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows([[f"{v:.6g}" if isinstance(v, float) else v for v in row] for row in rows])
+    return buffer.getvalue()
+
+
+class ClassMetrics:
+    """Per-class IoU, Dice, precision and recall of a multi-class segmentation evaluator, attached with ``attach``.
+
+    Each image's confusion matrix is kept (on the CPU) during the epoch. At its end, ``engine.state.metrics`` gets
+    ``<prefix>miou``, ``<prefix>pixel_accuracy``, ``<prefix>mean_dice`` and ``<prefix>iou_<class>`` from the summed
+    matrix (the standard dataset-level definition), and ``output_dir`` (when given) gets ``per_case.csv`` and
+    ``summary.json`` (per image), ``class_scores.csv`` and ``dataset_scores.json`` (per class),
+    ``confusion_matrix.csv`` and ``confusion_matrix.png``.
+
+    Args:
+        class_names: the K class names, in label order; in metric and column names they are lower-cased with
+            non-alphanumerics replaced by ``_`` (see :func:`tag`).
+        output_dir: where to write the tables at the end of each epoch; nothing is written when ``None``.
+        prefix: the prefix of the engine metric names.
+        pred_key, label_key: keys of each item of the (decollated) ``engine.state.output``: (C, H, W) scores or
+            (1, H, W) ids, and (1, H, W) or (H, W) reference ids.
+        case_key: the key of each item of ``engine.state.batch`` that names the image (else ``image_0000`` ...).
+    """
+
+    every_rank = True  # takes part in collective steps under DDP (engine.distributed.rank_zero_only)
+
+    def __init__(self, class_names: Sequence[str], output_dir: str | os.PathLike | None = None, prefix: str = "val_",
+                 pred_key: str = "pred", label_key: str = "label", case_key: str = "case_id") -> None:
+        self.class_names = [str(n) for n in class_names]
+        self.tags = [tag(n) for n in self.class_names]
+        if len(self.tags) < 2 or "" in self.tags or len(set(self.tags)) != len(self.tags):
+            raise ValueError(f"need at least 2 class names with distinct, non-empty tags, got {self.class_names}")
+        self.output_dir, self.prefix = output_dir, prefix
+        self.pred_key, self.label_key, self.case_key = pred_key, label_key, case_key
+        self.case_ids: list[str] = []
+        self.matrices: list[torch.Tensor] = []
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_STARTED, self.reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self.update)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def reset(self, engine: Engine | None = None) -> None:
+        self.case_ids.clear()
+        self.matrices.clear()
+
+    def update(self, engine: Engine) -> None:
+        """Keep the confusion matrix and case id of each image of the iteration."""
+        batch = _items(engine.state.batch) if engine.state.batch is not None else []
+        for i, item in enumerate(_items(engine.state.output)):
+            source = batch[i] if i < len(batch) and isinstance(batch[i], Mapping) else item
+            case = source.get(self.case_key, item.get(self.case_key))
+            case = case.item() if isinstance(case, torch.Tensor) and case.numel() == 1 else case
+            self.case_ids.append(f"image_{len(self.case_ids):04d}" if case is None else str(case))
+            self.matrices.append(confusion_matrix(item[self.pred_key], item[self.label_key], len(self.tags)))
+
+    def rows(self) -> list[dict]:
+        """One dict per image: ``case_id``, ``pixel_accuracy``, ``miou``, ``iou_<class>`` ..., ``dice_<class>`` ...."""
+        rows = []
+        for case, cm in zip(self.case_ids, self.matrices):
+            s = class_scores(cm)
+            row = {"case_id": case, "pixel_accuracy": float(s["pixel_accuracy"]), "miou": float(s["miou"])}
+            row.update({f"iou_{t}": float(v) for t, v in zip(self.tags, s["iou"])})
+            row.update({f"dice_{t}": float(v) for t, v in zip(self.tags, s["dice"])})
+            rows.append(row)
+        return rows
+
+    def class_table(self) -> dict[str, dict]:
+        """Per class name: dataset-level ``iou``, ``dice``, ``precision``, ``recall`` (from the summed matrix),
+        ``pixels`` (reference pixels), and ``image_mean_iou`` / ``image_mean_precision``: the per-image values
+        averaged over the ``images`` whose reference contains the class (NaN values, such as the precision in an
+        image where the class is never predicted, are left out of the mean)."""
+        dataset = class_scores(self.total())
+        per_image = [class_scores(cm) for cm in self.matrices]
+        table = {}
+        for k, name in enumerate(self.class_names):
+            present = [s for s in per_image if s["pixels"][k] > 0]
+            table[name] = {key: float(dataset[key][k]) for key in ("iou", "dice", "precision", "recall")}
+            table[name]["image_mean_iou"] = _nanmean([s["iou"][k] for s in present])
+            table[name]["image_mean_precision"] = _nanmean([s["precision"][k] for s in present])
+            table[name].update(pixels=int(dataset["pixels"][k]), images=len(present))
+        return table
+
+    def total(self) -> torch.Tensor:
+        """The sum of the images' confusion matrices (int64, K x K)."""
+        return sum(self.matrices, torch.zeros(len(self.tags), len(self.tags), dtype=torch.int64))
+
+    def __call__(self, engine: Engine) -> None:
+        if world_size() > 1:  # under DDP each rank saw its share of the images: gather them all, on every rank
+            self.case_ids, self.matrices = all_gather_list(self.case_ids), all_gather_list(self.matrices)
+        total = self.total()
+        scores = class_scores(total)
+        metrics = {"miou": scores["miou"], "pixel_accuracy": scores["pixel_accuracy"], "mean_dice": scores["mean_dice"]}
+        metrics.update({f"iou_{t}": v for t, v in zip(self.tags, scores["iou"])})
+        engine.state.metrics.update({f"{self.prefix}{k}": float(v) for k, v in metrics.items()})
+        if not self.matrices:
+            logger.warning("class metrics: no images this epoch")
+            return
+        if self.output_dir is not None and rank() == 0:
+            self.write(total, scores)
+        logger.info("class metrics of %d images: mIoU %.4f, pixel accuracy %.4f", len(self.matrices),
+                    float(scores["miou"]), float(scores["pixel_accuracy"]))
+
+    def write(self, total: torch.Tensor, scores: Mapping[str, torch.Tensor]) -> None:
+        """Write the per-image, per-class and confusion-matrix files to ``output_dir``, each atomically."""
+        out = Path(self.output_dir)
+        columns = ["pixel_accuracy", "miou", *(f"{m}_{t}" for m in ("iou", "dice") for t in self.tags)]
+        write_metric_tables(self.rows(), out, columns)
+        table = self.class_table()
+        header = ["class", "pixels", "iou", "dice", "precision", "recall", "image_mean_iou", "image_mean_precision",
+                  "images"]
+        rows = [[name, *(values[h] for h in header[1:])] for name, values in table.items()]
+        rows.append(["mean", *(_nanmean([values[h] for values in table.values()]) for h in header[1:])])
+        atomic_write_text(out / "class_scores.csv", _csv_text(header, rows))
+        summary = {"miou": float(scores["miou"]), "mean_dice": float(scores["mean_dice"]),
+                   "pixel_accuracy": float(scores["pixel_accuracy"]), "images": len(self.matrices),
+                   "image_mean_miou": _nanmean([v["image_mean_iou"] for v in table.values()]), "classes": table}
+        atomic_write_text(out / "dataset_scores.json", json.dumps(_json_value(summary), indent=1) + "\n")
+        matrix = [[name, *counts] for name, counts in zip(self.class_names, total.tolist())]
+        atomic_write_text(out / "confusion_matrix.csv", _csv_text(["reference\\predicted", *self.class_names], matrix))
+        plot_confusion_matrix(total, self.class_names, out / "confusion_matrix.png")
+        logger.info("per-class metrics of %d images written to %s", len(self.matrices), out)
+

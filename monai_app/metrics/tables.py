@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from monai_app.io import atomic_write_text
+from monai_app.files import atomic_write_text
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ good ones are still segmented, and the run exits non-zero at the end.
   instead of raising, inside a ``DataLoader`` worker too, so the error never crosses the process boundary.
 - :class:`SkipFailedCases` is a ``SupervisedEvaluator`` ``iteration_update``: marked cases are skipped, and a
   failure of inference, postprocessing or writing of one case is recorded instead of stopping the run. An
-  :class:`~monai_app.io.OutputError` (a full disk, a folder that is not writable) does stop it: every later case
+  :class:`~monai_app.files.OutputError` (a full disk, a folder that is not writable) does stop it: every later case
   would fail the same way. :meth:`SkipFailedCases.report` ends the run: the failures, then a non-zero exit.
 - :func:`describe`: an exception of one case as ``<file>: <problem>``.
 
@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from monai_app.errors import UserInputError, debug_requested, exception_chain, message, user_error
-from monai_app.io import NO_SPACE, OutputError
+from monai_app.files import NO_SPACE, OutputError
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ def _case_ids(batch: Any, case_key: str) -> list[str]:
 class SkipFailedCases:
     """``iteration_update`` of an inference ``SupervisedEvaluator``: skips the marker items of
     :class:`FailSafeDataset`, records a case whose inference, postprocessing or writing fails and goes on with
-    the next, and stops on an :class:`~monai_app.io.OutputError` (nothing more could be written).
+    the next, and stops on an :class:`~monai_app.files.OutputError` (nothing more could be written).
 
     Args:
         debug: also log each failure's traceback (``--debug true`` or ``MONAI_APP_DEBUG=1``).

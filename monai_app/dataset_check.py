@@ -24,7 +24,7 @@ FORMATS = {"brats_unet3d": ("auto", "msd", "brats2021", "brats2023"), "carvana_u
            "camvid_unet2d": ("auto", "seed", "segnet"), "voc_unet2d": ("auto",), "ccp_unet2d": ("auto",)}
 ALLOWED_2D = {"carvana_unet2d": "Carvana masks hold 0 and 1", "camvid_unet2d": "CamVid labels are 0..11",
               "voc_unet2d": "VOC labels are 0..20 and void 255", "ccp_unet2d": "CCP tags are 0..58"}
-RGB_MODES = ("RGB",)  # photos in any other mode are converted on load (monai_app.transforms2d.to_rgb): a note
+RGB_MODES = ("RGB",)  # photos in any other mode are converted on load (monai_app.transforms.images2d.to_rgb): a note
 
 
 @dataclass
@@ -214,7 +214,7 @@ def _parts_2d(bundle: str, root: Path, dataset_format: str | None, result: Valid
 def _ccp_label_list(root: Path, result: ValidationResult) -> None:
     """The tag names of ``label_list.mat`` checked against the bundle's grouping, as training does."""
     from monai_app.datasets import ccp
-    from monai_app.workflow import bundle_path
+    from monai_app.config import bundle_path
 
     if not (root / ccp.LABEL_LIST).is_file():
         return result.note(f"no {ccp.LABEL_LIST}: the tag names cannot be checked against the grouping")
@@ -283,7 +283,7 @@ def validate_dataset(bundle: str, dataset_dir: str | os.PathLike, dataset_format
         return result
     try:
         if bundle == "brats_unet3d":
-            from monai_app.validate_brats import check_brats_case, list_brats_cases
+            from monai_app.dataset_check_brats import check_brats_case, list_brats_cases
 
             cases, fmt = list_brats_cases(root, dataset_format, result)
             check = lambda case: check_brats_case(case, fmt, result)  # noqa: E731
@@ -365,8 +365,8 @@ def check_before_training(bundle: str, dataset_dir: str | os.PathLike, dataset_f
     import json
     import logging
 
-    from monai_app.io import atomic_write_text, check_output_dir
-    from monai_app.workflow import flag
+    from monai_app.files import atomic_write_text, check_output_dir
+    from monai_app.config import flag
 
     if output_dir is not None:
         check_output_dir(output_dir)

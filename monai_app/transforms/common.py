@@ -1,4 +1,6 @@
-"""The few dictionary transforms MONAI lacks: BraTS label conventions both ways, and N4 bias-field correction.
+"""Dictionary transforms MONAI lacks that any volume bundle can use: N4 bias-field correction (SimpleITK), image
+checks with clear errors, masking outside the image, cropping to a compact copy, removing small regions channel by
+channel, and writing one file per case atomically.
 
 Class names are deliberately not MONAI's (MONAI resolves short ``_target_`` names across every module whose name
 starts with ``monai``, ``monai_app`` included); configs name them by full dotted path.
@@ -15,85 +17,24 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, RemoveSmallObjects
 
-from monai_app.datasets.brats import BratsFormat, get_format
 from monai_app.errors import DatasetError
-from monai_app.io import atomic_path
+from monai_app.files import atomic_path
 
 logger = logging.getLogger(__name__)
 
 
-def _source(img: torch.Tensor) -> str:
+def source_name(img: torch.Tensor) -> str:
     """The file an image came from, for error messages."""
     meta = getattr(img, "meta", {}) or {}
     name = meta.get("filename_or_obj", "<in-memory image>")
     return str(name[0] if isinstance(name, (list, tuple)) and name else name)
 
 
-def _like(data: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def meta_like(data: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """``data`` carrying ``like``'s metadata and transform history when ``like`` is a MetaTensor."""
     if isinstance(like, MetaTensor):
         return MetaTensor(data, meta=like.meta, applied_operations=like.applied_operations)
     return data
-
-
-def brats_region_masks(label: torch.Tensor, fmt: BratsFormat) -> torch.Tensor:
-    """Bool masks (3, ...) of whole tumour, tumour core and enhancing tumour of a label map (...) numbered as in
-    ``fmt``: the one place the BraTS regions are computed, for training, evaluation and folder scoring alike."""
-    return torch.stack([torch.isin(label, torch.tensor(r, device=label.device)) for r in fmt.regions])
-
-
-class BratsLabelToRegionsd(MapTransform):
-    """Turn a BraTS label map (1, H, W, D) into float region masks (3, H, W, D): whole tumour, tumour core,
-    enhancing tumour, using the label numbers of the dataset's own format.
-
-    MONAI's ``ConvertToMultiChannelBasedOnBratsClasses`` hard-codes the 2018-2021 numbers and is wrong for the MSD
-    Task01 labels; this transform takes the format. Output is float32 (``DiceLoss(squared_pred=True)`` fails on
-    bool). Label values outside the format's set raise :class:`DatasetError` naming the file.
-    """
-
-    def __init__(self, keys: KeysCollection, dataset_format: str, check_values: bool = True,
-                 allow_missing_keys: bool = False) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.fmt = get_format(dataset_format)
-        self.check_values = check_values
-
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            label = d[key]
-            if self.check_values:
-                bad = self.fmt.unknown_labels(torch.unique(label).tolist())
-                if bad:
-                    raise DatasetError(f"{_source(label)}: label values {bad} are not in the {self.fmt.name} label set "
-                                       f"{list(self.fmt.labels)} (wrong dataset_format?)")
-            plain = label.as_tensor() if isinstance(label, MetaTensor) else torch.as_tensor(label)
-            d[key] = _like(brats_region_masks(plain[0], self.fmt).to(torch.float32), label)
-        return d
-
-
-class BratsRegionsToLabeld(MapTransform):
-    """Turn binary region masks (3, ...) - WT, TC, ET - into one label map (1, ...) in a format's numbers.
-
-    Nesting is enforced the way the labels are defined: ET wins over the rest of the core, the core over edema.
-    """
-
-    def __init__(self, keys: KeysCollection, dataset_format: str, dtype: torch.dtype = torch.uint8,
-                 allow_missing_keys: bool = False) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.fmt = get_format(dataset_format)
-        self.dtype = dtype
-
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            regions = d[key]
-            wt, tc, et = (regions[i] > 0.5 for i in range(3))
-            label = torch.zeros(regions.shape[1:], dtype=self.dtype, device=regions.device)
-            label[wt] = self.fmt.edema
-            label[tc] = self.fmt.necrosis
-            label[et] = self.fmt.enhancing
-            d[key] = _like(label[None], regions)
-        return d
 
 
 def n4_bias_field_correct(image: np.ndarray, spacing: Sequence[float] | None = None, shrink: int = 4,
@@ -138,7 +79,7 @@ class N4BiasFieldCorrectiond(MapTransform):
             spacing = img.pixdim.tolist() if isinstance(img, MetaTensor) else None
             array = np.asarray(img.detach().cpu() if isinstance(img, torch.Tensor) else img)
             out = np.stack([n4_bias_field_correct(c, spacing, self.shrink, self.iterations) for c in array])
-            d[key] = _like(torch.as_tensor(out), img) if isinstance(img, torch.Tensor) else out
+            d[key] = meta_like(torch.as_tensor(out), img) if isinstance(img, torch.Tensor) else out
         return d
 
 
@@ -167,19 +108,19 @@ class CheckImaged(MapTransform):
             names = f" ({', '.join(self.channel_names)})" if self.channel_names else ""
             expected = f"{self.channels} channels{names}"
             if len(spatial) != self.spatial_dims:
-                raise DatasetError(f"{_source(img)}: a {len(spatial)}-D image of shape {spatial} with {channels} "
+                raise DatasetError(f"{source_name(img)}: a {len(spatial)}-D image of shape {spatial} with {channels} "
                                    f"channel(s); expected a {self.spatial_dims}-D volume with {expected}")
             if channels != self.channels:
                 found = f"a single {self.spatial_dims}-D volume of shape {spatial}" if channels == 1 else \
                     f"{channels} channels"
-                raise DatasetError(f"{_source(img)}: {found}; expected {expected}, e.g. a {self.spatial_dims + 1}-D "
+                raise DatasetError(f"{source_name(img)}: {found}; expected {expected}, e.g. a {self.spatial_dims + 1}-D "
                                    "file with the channels last")
             plain = torch.as_tensor(img)
             # one reduction first (NaN / inf propagate through a sum); count the voxels only when it fails
             bad = int((~torch.isfinite(plain)).sum()) if plain.is_floating_point() and not torch.isfinite(
                 plain.sum()) else 0
             if bad:
-                raise DatasetError(f"{_source(img)}: {bad} voxel(s) are NaN or infinite; replace them (e.g. with 0) "
+                raise DatasetError(f"{source_name(img)}: {bad} voxel(s) are NaN or infinite; replace them (e.g. with 0) "
                                    "and run this case again")
         return d
 
@@ -243,7 +184,7 @@ class RemoveSmallRegionsd(MapTransform):
         for key in self.key_iterator(d):
             img = d[key]
             kept = torch.cat([torch.as_tensor(self.remove(img[i : i + 1])) for i in range(img.shape[0])])
-            d[key] = _like(kept.to(device=img.device, dtype=img.dtype), img)
+            d[key] = meta_like(kept.to(device=img.device, dtype=img.dtype), img)
         return d
 
 
@@ -274,3 +215,4 @@ class WriteCased(MapTransform):
                 writer.write(str(tmp), verbose=False)
             logger.debug("wrote %s", target)
         return d
+

@@ -1,4 +1,4 @@
-"""BraTS checks of ``monai-app validate`` (:mod:`monai_app.validate`): MSD ``dataset.json`` and the per-modality
+"""BraTS checks of ``monai-app validate`` (:mod:`monai_app.dataset_check`): MSD ``dataset.json`` and the per-modality
 challenge layouts, every NIfTI read in full; channels, shapes, affines, label conventions, finite, non-empty voxels."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from monai_app.errors import DatasetError
-from monai_app.validate import ValidationResult, _distinct, _exists
+from monai_app.dataset_check import ValidationResult, _distinct, _exists
 
 
 def _nifti(path: str, result: ValidationResult, case: str):

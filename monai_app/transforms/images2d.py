@@ -13,9 +13,10 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, RandomizableTransform
 
+from monai_app.datasets.images import colourise, write_label_png
 from monai_app.datasets.rle import rle_decode
 from monai_app.errors import DatasetError
-from monai_app.io import atomic_path
+from monai_app.files import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -84,26 +85,6 @@ class DecodeRLEd(MapTransform):
         for key in self.keys:
             d[key] = MetaTensor(torch.from_numpy(mask)[None].float(), meta=dict(meta))
         return d
-
-
-def colourise(ids: np.ndarray, palette: Sequence[Sequence[int]]) -> np.ndarray:
-    """(H, W) class ids -> (H, W, 3) uint8 colours; ids beyond the palette are drawn white."""
-    table = np.full((256, 3), 255, dtype=np.uint8)
-    table[: len(palette)] = np.asarray(palette, dtype=np.uint8)
-    return table[np.clip(ids, 0, 255).astype(np.uint8)]
-
-
-def write_label_png(ids: np.ndarray, path: str | Path, palette: Sequence[Sequence[int]] | None = None) -> None:
-    """Write (H, W) class ids as a single-channel PNG, atomically: a palette PNG when ``palette`` is given (viewers
-    show the colours, readers get the ids), else grayscale."""
-    from PIL import Image
-
-    img = Image.fromarray(np.asarray(ids, dtype=np.uint8), mode="L")
-    if palette is not None:
-        img = img.convert("P")
-        img.putpalette([c for colour in palette for c in colour])
-    with atomic_path(path) as tmp:
-        img.save(tmp, format="PNG")
 
 
 class WriteLabelPNGd(MapTransform):

@@ -137,15 +137,12 @@ def validation_sampler(dataset):
 
 def _every_rank_types() -> tuple[type, ...]:
     """Handler types that must run on every rank: they take part in collective steps (validation runs the network
-    and gathers metrics; metric handlers all-gather) or keep ranks in step (LR schedule, early stop)."""
+    and gathers metrics; metric handlers all-gather) or keep ranks in step (LR schedule, early stop). Handlers of
+    this project say so with a class attribute ``every_rank = True`` (MetricColumns, ClassMetrics)."""
     from ignite.metrics import Metric
     from monai.handlers import CheckpointLoader, EarlyStopHandler, LrScheduleHandler, ValidationHandler
 
-    from monai_app.class_metrics import ClassMetrics
-    from monai_app.handlers import MetricColumns
-
-    return Metric, CheckpointLoader, EarlyStopHandler, LrScheduleHandler, ValidationHandler, ClassMetrics, \
-        MetricColumns
+    return Metric, CheckpointLoader, EarlyStopHandler, LrScheduleHandler, ValidationHandler
 
 
 def rank_zero_only(handlers: Sequence[Any] | None) -> list[Any]:
@@ -158,7 +155,7 @@ def rank_zero_only(handlers: Sequence[Any] | None) -> list[Any]:
     if rank() == 0:
         return handlers
     keep = _every_rank_types()
-    return [h for h in handlers if isinstance(h, keep)]
+    return [h for h in handlers if isinstance(h, keep) or getattr(h, "every_rank", False)]
 
 
 def all_gather_list(items: Sequence[Any]) -> list[Any]:

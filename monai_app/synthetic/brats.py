@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from monai_app.datasets.brats import CHANNELS, FORMATS, BratsFormat
 from monai_app.errors import DatasetError, UserInputError
-from monai_app.io import atomic_path, atomic_write_text
+from monai_app.files import atomic_path, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -239,7 +239,7 @@ def _write_dataset_json(root: Path, train_ids: list[str], test_ids: list[str], s
     meta = {
         "name": "BRATS",
         "description": "Synthetic gliomas segmentation tumour and oedema in on brain images (monai_app phantom)",
-        "reference": "Synthetic phantom written by monai_app.datasets.brats_synth in the MSD Task01 layout",
+        "reference": "Synthetic phantom written by monai_app.synthetic.brats in the MSD Task01 layout",
         "licence": "Apache-2.0 (synthetic data, no patient images)",
         "release": f"synthetic, seed {seed}",
         "tensorImageSize": "4D",

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from monai_app.datasets.rle import rle_encode
 from monai_app.errors import UserInputError
-from monai_app.io import atomic_path, atomic_write_text
+from monai_app.files import atomic_path, atomic_write_text
 
 logger = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from tqdm import tqdm
 
 from monai_app.datasets.voc import CLASSES, IGNORE, PALETTE
 from monai_app.errors import UserInputError
-from monai_app.io import atomic_path, atomic_write_text
-from monai_app.transforms2d import write_label_png
+from monai_app.files import atomic_path, atomic_write_text
+from monai_app.datasets.images import write_label_png
 
 logger = logging.getLogger(__name__)
 

@@ -27,10 +27,10 @@ from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint
 from monai.handlers import CheckpointLoader
 
-from monai_app.distributed import initialized, rank
+from monai_app.engine.distributed import initialized, rank
 from monai_app.errors import TrainingStopped, UserInputError
-from monai_app.io import OutputError, atomic_path
-from monai_app.workflow import flag
+from monai_app.files import OutputError, atomic_path
+from monai_app.config import flag
 
 logger = logging.getLogger(__name__)
 

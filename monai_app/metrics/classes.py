@@ -12,26 +12,18 @@ Reference values outside ``[0, num_classes)`` (255 in VOC, a dropped "void" clas
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
-import math
 import os
 import re
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
-from ignite.engine import Engine, Events
 from ignite.metrics import ConfusionMatrix
 from ignite.utils import to_onehot
 from monai.utils import convert_to_tensor
 
-from monai_app.distributed import all_gather_list, rank, world_size
-from monai_app.handlers import _items
-from monai_app.io import atomic_path, atomic_write_text
+from monai_app.files import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +77,7 @@ def stack_output(output, pred_key: str = "pred", label_key: str = "label") -> tu
     """
     if isinstance(output, Mapping) and _tensor(output[pred_key]).ndim == 4:
         output = [{pred_key: p, label_key: y} for p, y in zip(output[pred_key], output[label_key])]
-    items = _items(output)
+    items = list(output) if isinstance(output, (list, tuple)) else [output]  # decollated, or one item
     preds = [_pred_scores(item[pred_key]) for item in items]
     labels = [_label_ids(item[label_key]).to(p.device) for item, p in zip(items, preds)]
     if len({tuple(p.shape) for p in preds}) == 1:
@@ -158,18 +150,6 @@ def tag(name: str) -> str:
     return re.sub(r"[^0-9a-z]+", "_", name.lower()).strip("_")
 
 
-def _nanmean(values) -> float:
-    values = np.asarray(values, dtype=float)
-    return float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
-
-
-def _json_value(value):
-    """NaN (and infinite) floats -> ``None``, recursively, since JSON has no NaN."""
-    if isinstance(value, dict):
-        return {k: _json_value(v) for k, v in value.items()}
-    return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
 def plot_confusion_matrix(cm: torch.Tensor, class_names: Sequence[str], path: str | os.PathLike) -> None:
     """Write a heat map of the row-normalised matrix (each row sums to 1 over its reference pixels) to ``path``.
 
@@ -202,128 +182,3 @@ def plot_confusion_matrix(cm: torch.Tensor, class_names: Sequence[str], path: st
         fig.savefig(tmp, format="png")
 
 
-def _csv_text(header: Sequence, rows: Sequence[Sequence]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows([[f"{v:.6g}" if isinstance(v, float) else v for v in row] for row in rows])
-    return buffer.getvalue()
-
-
-class ClassMetrics:
-    """Per-class IoU, Dice, precision and recall of a multi-class segmentation evaluator, attached with ``attach``.
-
-    Each image's confusion matrix is kept (on the CPU) during the epoch. At its end, ``engine.state.metrics`` gets
-    ``<prefix>miou``, ``<prefix>pixel_accuracy``, ``<prefix>mean_dice`` and ``<prefix>iou_<class>`` from the summed
-    matrix (the standard dataset-level definition), and ``output_dir`` (when given) gets ``per_case.csv`` and
-    ``summary.json`` (per image), ``class_scores.csv`` and ``dataset_scores.json`` (per class),
-    ``confusion_matrix.csv`` and ``confusion_matrix.png``.
-
-    Args:
-        class_names: the K class names, in label order; in metric and column names they are lower-cased with
-            non-alphanumerics replaced by ``_`` (see :func:`tag`).
-        output_dir: where to write the tables at the end of each epoch; nothing is written when ``None``.
-        prefix: the prefix of the engine metric names.
-        pred_key, label_key: keys of each item of the (decollated) ``engine.state.output``: (C, H, W) scores or
-            (1, H, W) ids, and (1, H, W) or (H, W) reference ids.
-        case_key: the key of each item of ``engine.state.batch`` that names the image (else ``image_0000`` ...).
-    """
-
-    def __init__(self, class_names: Sequence[str], output_dir: str | os.PathLike | None = None, prefix: str = "val_",
-                 pred_key: str = "pred", label_key: str = "label", case_key: str = "case_id") -> None:
-        self.class_names = [str(n) for n in class_names]
-        self.tags = [tag(n) for n in self.class_names]
-        if len(self.tags) < 2 or "" in self.tags or len(set(self.tags)) != len(self.tags):
-            raise ValueError(f"need at least 2 class names with distinct, non-empty tags, got {self.class_names}")
-        self.output_dir, self.prefix = output_dir, prefix
-        self.pred_key, self.label_key, self.case_key = pred_key, label_key, case_key
-        self.case_ids: list[str] = []
-        self.matrices: list[torch.Tensor] = []
-
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.EPOCH_STARTED, self.reset)
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self.update)
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
-
-    def reset(self, engine: Engine | None = None) -> None:
-        self.case_ids.clear()
-        self.matrices.clear()
-
-    def update(self, engine: Engine) -> None:
-        """Keep the confusion matrix and case id of each image of the iteration."""
-        batch = _items(engine.state.batch) if engine.state.batch is not None else []
-        for i, item in enumerate(_items(engine.state.output)):
-            source = batch[i] if i < len(batch) and isinstance(batch[i], Mapping) else item
-            case = source.get(self.case_key, item.get(self.case_key))
-            case = case.item() if isinstance(case, torch.Tensor) and case.numel() == 1 else case
-            self.case_ids.append(f"image_{len(self.case_ids):04d}" if case is None else str(case))
-            self.matrices.append(confusion_matrix(item[self.pred_key], item[self.label_key], len(self.tags)))
-
-    def rows(self) -> list[dict]:
-        """One dict per image: ``case_id``, ``pixel_accuracy``, ``miou``, ``iou_<class>`` ..., ``dice_<class>`` ...."""
-        rows = []
-        for case, cm in zip(self.case_ids, self.matrices):
-            s = class_scores(cm)
-            row = {"case_id": case, "pixel_accuracy": float(s["pixel_accuracy"]), "miou": float(s["miou"])}
-            row.update({f"iou_{t}": float(v) for t, v in zip(self.tags, s["iou"])})
-            row.update({f"dice_{t}": float(v) for t, v in zip(self.tags, s["dice"])})
-            rows.append(row)
-        return rows
-
-    def class_table(self) -> dict[str, dict]:
-        """Per class name: dataset-level ``iou``, ``dice``, ``precision``, ``recall`` (from the summed matrix),
-        ``pixels`` (reference pixels), and ``image_mean_iou`` / ``image_mean_precision``: the per-image values
-        averaged over the ``images`` whose reference contains the class (NaN values, such as the precision in an
-        image where the class is never predicted, are left out of the mean)."""
-        dataset = class_scores(self.total())
-        per_image = [class_scores(cm) for cm in self.matrices]
-        table = {}
-        for k, name in enumerate(self.class_names):
-            present = [s for s in per_image if s["pixels"][k] > 0]
-            table[name] = {key: float(dataset[key][k]) for key in ("iou", "dice", "precision", "recall")}
-            table[name]["image_mean_iou"] = _nanmean([s["iou"][k] for s in present])
-            table[name]["image_mean_precision"] = _nanmean([s["precision"][k] for s in present])
-            table[name].update(pixels=int(dataset["pixels"][k]), images=len(present))
-        return table
-
-    def total(self) -> torch.Tensor:
-        """The sum of the images' confusion matrices (int64, K x K)."""
-        return sum(self.matrices, torch.zeros(len(self.tags), len(self.tags), dtype=torch.int64))
-
-    def __call__(self, engine: Engine) -> None:
-        if world_size() > 1:  # under DDP each rank saw its share of the images: gather them all, on every rank
-            self.case_ids, self.matrices = all_gather_list(self.case_ids), all_gather_list(self.matrices)
-        total = self.total()
-        scores = class_scores(total)
-        metrics = {"miou": scores["miou"], "pixel_accuracy": scores["pixel_accuracy"], "mean_dice": scores["mean_dice"]}
-        metrics.update({f"iou_{t}": v for t, v in zip(self.tags, scores["iou"])})
-        engine.state.metrics.update({f"{self.prefix}{k}": float(v) for k, v in metrics.items()})
-        if not self.matrices:
-            logger.warning("class metrics: no images this epoch")
-            return
-        if self.output_dir is not None and rank() == 0:
-            self.write(total, scores)
-        logger.info("class metrics of %d images: mIoU %.4f, pixel accuracy %.4f", len(self.matrices),
-                    float(scores["miou"]), float(scores["pixel_accuracy"]))
-
-    def write(self, total: torch.Tensor, scores: Mapping[str, torch.Tensor]) -> None:
-        """Write the per-image, per-class and confusion-matrix files to ``output_dir``, each atomically."""
-        from monai_app.tables import write_metric_tables
-
-        out = Path(self.output_dir)
-        columns = ["pixel_accuracy", "miou", *(f"{m}_{t}" for m in ("iou", "dice") for t in self.tags)]
-        write_metric_tables(self.rows(), out, columns)
-        table = self.class_table()
-        header = ["class", "pixels", "iou", "dice", "precision", "recall", "image_mean_iou", "image_mean_precision",
-                  "images"]
-        rows = [[name, *(values[h] for h in header[1:])] for name, values in table.items()]
-        rows.append(["mean", *(_nanmean([values[h] for values in table.values()]) for h in header[1:])])
-        atomic_write_text(out / "class_scores.csv", _csv_text(header, rows))
-        summary = {"miou": float(scores["miou"]), "mean_dice": float(scores["mean_dice"]),
-                   "pixel_accuracy": float(scores["pixel_accuracy"]), "images": len(self.matrices),
-                   "image_mean_miou": _nanmean([v["image_mean_iou"] for v in table.values()]), "classes": table}
-        atomic_write_text(out / "dataset_scores.json", json.dumps(_json_value(summary), indent=1) + "\n")
-        matrix = [[name, *counts] for name, counts in zip(self.class_names, total.tolist())]
-        atomic_write_text(out / "confusion_matrix.csv", _csv_text(["reference\\predicted", *self.class_names], matrix))
-        plot_confusion_matrix(total, self.class_names, out / "confusion_matrix.png")
-        logger.info("per-class metrics of %d images written to %s", len(self.matrices), out)
