@@ -11,13 +11,14 @@ multiples (``"16*n"``: the 2-D bundles); those stay multiples in ONNX too, which
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import logging
 import os
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,21 +116,73 @@ def _export_onnx(path: Path, net, example, reference, steps: dict[int, int], com
     return max(_max_diff(ref, session.run(None, {"image": x.numpy()})[0]) for ref, x in pairs)
 
 
-def export_bundle(bundle: str | os.PathLike, ckpt_path: str | os.PathLike, out_dir: str | os.PathLike | None = None,
-                  formats: Sequence[str] = ("torchscript", "onnx"), overrides: Mapping[str, Any] | None = None,
-                  dynamic_spatial: bool = True) -> dict:
-    """Export ``ckpt_path`` of ``bundle`` and check each export against PyTorch; returns what ``export.json`` holds.
-
-    ``dynamic_spatial=False`` gives an ONNX model of the check input's spatial size only (for runtimes that want fixed
-    shapes; also faster to export: 4.6 s instead of 6-8 s for Carvana's UNet on 2 CPU cores).
+def _export_and_check(fmt: str, path: Path, ckpt: Path, net, example, reference, steps: dict[int, int],
+                      common: dict, result: dict) -> float:
+    """Export to ``path`` in ``fmt``; the largest difference from PyTorch of the exported model on ``example``.
 
     Raises:
-        UserInputError: unknown bundle or format, or a checkpoint that is missing or does not fit the network.
-        RuntimeError: an export whose output differs from PyTorch's by more than the tolerance.
+        RuntimeError: the exporter, or the exported model's run, failed: one line naming the format, the checkpoint
+            and the problem (the original exception is its cause). A user's mistake or a full disk is raised as is.
     """
-    import monai
     from monai.bundle import ckpt_export
 
+    from monai_app.errors import user_error
+
+    try:
+        if fmt == "onnx":
+            return _export_onnx(path, net, example, reference, steps, common, result)
+        with _quiet():
+            ckpt_export(filepath=str(path), use_trace=False, **common)
+        loaded = torch.jit.load(str(path))
+        with torch.no_grad():
+            return _max_diff(reference, loaded(example))
+    except Exception as exc:
+        if user_error(exc) is not None:
+            raise
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+        detail = f"{type(exc).__name__}: {lines[0][:300]}" if lines else type(exc).__name__
+        raise RuntimeError(f"{fmt} export of {ckpt} failed ({detail}); nothing was written") from exc
+
+
+def _write_exports(out: Path, formats: Sequence[str], export: Callable[[str, Path], float], limit: float,
+                   ckpt: Path, result: dict) -> None:
+    """Export each of ``formats`` into ``out`` and record it in ``result["exports"]``; all or nothing.
+
+    Each export goes to a temporary file beside its target; the temporary files are renamed only once every format
+    passed its check, and all of them are removed when one fails.
+
+    Args:
+        out: the output folder.
+        formats: the formats to write (keys of ``FORMATS``).
+        export: ``export(fmt, path)`` writes ``path`` and returns its largest difference from PyTorch.
+        limit: the largest difference allowed.
+        ckpt: the checkpoint, named in the errors.
+        result: what ``export.json`` will hold.
+
+    Raises:
+        RuntimeError: an export failed, or differs from PyTorch by more than ``limit``.
+    """
+    with contextlib.ExitStack() as stack:
+        for fmt in formats:
+            target = out / FORMATS[fmt]
+            tmp = stack.enter_context(atomic_path(target))  # renamed when the stack closes without an error
+            diff = export(fmt, tmp)
+            if not diff <= limit:
+                raise RuntimeError(f"{fmt} export of {ckpt} differs from PyTorch by {diff:.3g} (limit {limit:.3g}); "
+                                   "nothing was written")
+            result["exports"][fmt] = {"file": str(target.resolve()), "size_mb": round(tmp.stat().st_size / 2**20, 2),
+                                      "max_abs_diff": diff}
+    for fmt, written in result["exports"].items():
+        logger.info("%s: %s, max |difference| from PyTorch %.3g", fmt, written["file"], written["max_abs_diff"])
+
+
+def _checked_arguments(bundle: str | os.PathLike, ckpt_path: str | os.PathLike,
+                       formats: Sequence[str]) -> tuple[Path, Path]:
+    """The bundle folder and the checkpoint path, once both exist and every format is known.
+
+    Raises:
+        UserInputError: unknown bundle or format, or a missing checkpoint.
+    """
     from monai_app.config import bundle_path
 
     root, ckpt = bundle_path(bundle), Path(ckpt_path)
@@ -138,6 +191,25 @@ def export_bundle(bundle: str | os.PathLike, ckpt_path: str | os.PathLike, out_d
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise UserInputError(f"unknown export format(s) {unknown}; choose from {list(FORMATS)}")
+    return root, ckpt
+
+
+def export_bundle(bundle: str | os.PathLike, ckpt_path: str | os.PathLike, out_dir: str | os.PathLike | None = None,
+                  formats: Sequence[str] = ("torchscript", "onnx"), overrides: Mapping[str, Any] | None = None,
+                  dynamic_spatial: bool = True) -> dict:
+    """Export ``ckpt_path`` of ``bundle`` and check each export against PyTorch; returns what ``export.json`` holds.
+
+    ``dynamic_spatial=False`` gives an ONNX model of the check input's spatial size only (for runtimes that want fixed
+    shapes; also faster to export: 4.6 s instead of 6-8 s for Carvana's UNet on 2 CPU cores). Nothing is written
+    unless every requested format passed its check.
+
+    Raises:
+        UserInputError: unknown bundle or format, or a checkpoint that is missing or does not fit the network.
+        RuntimeError: an export that failed, or whose output differs from PyTorch's by more than the tolerance.
+    """
+    import monai
+
+    root, ckpt = _checked_arguments(bundle, ckpt_path, formats)
     out = Path(out_dir) if out_dir else ckpt.parent
     out.mkdir(parents=True, exist_ok=True)
     overrides = dict(overrides or {})
@@ -151,27 +223,12 @@ def export_bundle(bundle: str | os.PathLike, ckpt_path: str | os.PathLike, out_d
               "config_file": str(root / "configs" / "inference.json"), "input_shape": shape,
               "bundle_root": str(root), "device": "cpu", **overrides}
     limit = TOLERANCE * max(1.0, float(reference.abs().max()))
-    steps = _dynamic_steps(parser, dynamic_spatial)
     result = {"bundle": root.name, "checkpoint": str(ckpt.resolve()), "input_shape": shape,
               "max_abs_output": float(reference.abs().max()), "max_abs_diff_allowed": limit,
               "versions": {"monai": monai.__version__, "torch": torch.__version__}, "exports": {}}
-    for fmt in formats:
-        target = out / FORMATS[fmt]
-        with atomic_path(target) as tmp:
-            if fmt == "torchscript":
-                with _quiet():
-                    ckpt_export(filepath=str(tmp), use_trace=False, **common)
-                loaded = torch.jit.load(str(tmp))
-                with torch.no_grad():
-                    diff = _max_diff(reference, loaded(example))
-            else:
-                diff = _export_onnx(tmp, net, example, reference, steps, common, result)
-            if not diff <= limit:
-                raise RuntimeError(f"{fmt} export of {ckpt} differs from PyTorch by {diff:.3g} (limit {limit:.3g}); "
-                                   "nothing was written")
-        result["exports"][fmt] = {"file": str(target.resolve()), "size_mb": round(target.stat().st_size / 2**20, 2),
-                                  "max_abs_diff": diff}
-        logger.info("%s: %s, max |difference| from PyTorch %.3g", fmt, target, diff)
+    export = functools.partial(_export_and_check, ckpt=ckpt, net=net, example=example, reference=reference,
+                               steps=_dynamic_steps(parser, dynamic_spatial), common=common, result=result)
+    _write_exports(out, formats, export, limit, ckpt, result)
     atomic_write_text(out / "export.json", json.dumps(result, indent=1) + "\n")
     return result
 

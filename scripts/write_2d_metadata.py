@@ -1,6 +1,8 @@
 """Write metadata.json of the 2-D bundles from the BraTS bundle's common fields (maintenance script).
 
-Run from the repository root: ``python scripts/write_2d_metadata.py``; review the diff before committing.
+Run from the repository root: ``python scripts/write_2d_metadata.py``; review the diff before committing. Each
+bundle's own ``version`` and ``changelog``, and any key this script does not write, are kept from its current
+metadata.json (a new bundle starts at 0.1.0), so rerunning it on an up-to-date tree changes nothing.
 """
 
 from __future__ import annotations
@@ -130,11 +132,50 @@ def with_layouts(meta: dict, layouts: list[str]) -> dict:
     return out
 
 
-if __name__ == "__main__":
-    for bundle, meta in (("carvana_unet2d", CARVANA), ("camvid_unet2d", CAMVID), ("voc_unet2d", VOC),
-                         ("ccp_unet2d", CCP)):
+# Keys kept from a bundle's current metadata.json: its release history, edited by hand with each release.
+KEPT = ("version", "changelog")
+BUNDLE_METADATA = {"carvana_unet2d": CARVANA, "camvid_unet2d": CAMVID, "voc_unet2d": VOC, "ccp_unet2d": CCP}
+
+
+def merge(generated: dict, existing: dict) -> dict:
+    """``generated`` with the ``KEPT`` keys and the keys it lacks taken from ``existing``.
+
+    Args:
+        generated: the metadata this script writes.
+        existing: the bundle's current metadata (``{}`` for a new bundle).
+
+    Returns:
+        The keys in ``existing``'s order; a key new to the file goes right after the one generated before it.
+    """
+    out = {k: v if k in KEPT or k not in generated else generated[k] for k, v in existing.items()}
+    keys = list(out)
+    for previous, key in zip([None, *generated], generated):
+        if key not in out:
+            keys.insert(0 if previous is None else keys.index(previous) + 1, key)
+            out[key] = generated[key]
+    return {k: out[k] for k in keys}
+
+
+def write_metadata(bundles: Path = BUNDLES) -> list[Path]:
+    """Write ``<bundle>/configs/metadata.json`` of the four 2-D bundles under ``bundles``.
+
+    Args:
+        bundles: the folder holding the bundle folders (the repository's ``bundles/`` by default).
+
+    Returns:
+        The files written (JSON indented by 4, ASCII only, with a final newline: the committed files' format).
+    """
+    written = []
+    for bundle, meta in BUNDLE_METADATA.items():
         meta = with_layouts({k: v for k, v in meta.items() if k != "data_layouts"}, LAYOUTS[bundle])
-        path = BUNDLES / bundle / "configs" / "metadata.json"
+        path = bundles / bundle / "configs" / "metadata.json"
+        existing = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"version": "0.1.0"}
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(meta, indent=4) + "\n")
-        print(f"wrote {path}")
+        path.write_text(json.dumps(merge(meta, existing), indent=4) + "\n", encoding="utf-8")
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    for written in write_metadata():
+        print(f"wrote {written}")

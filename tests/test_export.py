@@ -4,6 +4,8 @@ the TorchScript file giving the same label maps as inference from the checkpoint
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -73,6 +75,39 @@ def test_a_checkpoint_of_another_bundle_is_named_in_a_clear_error(tmp_path):
     with pytest.raises(UserInputError, match=r"broken\.pt: not a PyTorch checkpoint"):
         export_bundle("camvid_unet2d", tmp_path / "broken.pt")
     assert not list(tmp_path.glob("model.*"))  # nothing half-written
+
+
+def _onnx_exporter_fails(monkeypatch):
+    """``onnx_export`` writes part of its file, then fails with a long, multi-line error (as torch.onnx does)."""
+    import monai.bundle
+
+    def broken(filepath, **kwargs):
+        Path(filepath).write_bytes(b"half an ONNX model")
+        raise RuntimeError("Unsupported operator aten::frobnicate\n\nFull traceback of the exporter:\n...")
+
+    monkeypatch.setattr(monai.bundle, "onnx_export", broken)
+    return r"onnx export of \S*model\.pt failed \(RuntimeError: Unsupported operator aten::frobnicate\)"
+
+
+def _onnx_check_fails(monkeypatch):
+    """The ONNX model is written but its outputs differ from PyTorch's (a wrong export)."""
+    def wrong(path, *args):
+        Path(path).write_bytes(b"a wrong ONNX model")
+        return 0.5
+
+    monkeypatch.setattr("monai_app.export._export_onnx", wrong)
+    return r"onnx export of \S*model\.pt differs from PyTorch by 0\.5 \(limit [0-9.e-]+\)"
+
+
+@pytest.mark.parametrize("failure", [_onnx_exporter_fails, _onnx_check_fails])
+def test_a_failed_onnx_export_leaves_no_file_behind(failure, tmp_path, monkeypatch):
+    ckpt = _checkpoint("carvana_unet2d", tmp_path / "model.pt")
+    problem = failure(monkeypatch)
+    with pytest.raises(RuntimeError) as info:
+        export_bundle("carvana_unet2d", ckpt, out_dir=tmp_path / "out", overrides=SMALL["carvana_unet2d"])
+    text = str(info.value)
+    assert len(text.splitlines()) == 1 and re.fullmatch(problem + "; nothing was written", text), text
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []  # no model.ts, no model.onnx, no temporaries
 
 
 def _infer_both_ways(bundle: str, ckpt, tmp_path, cli: bool, **settings) -> list[str]:

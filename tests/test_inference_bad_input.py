@@ -316,3 +316,35 @@ def test_input_listing_marks_a_missing_listed_file_and_refuses_two_inputs_of_one
     (twins / "a.nrrd").write_bytes(b"NRRD0004\n")
     with pytest.raises(DatasetError, match=re.escape(f"{twins}: two inputs are named 'a' (a.nii.gz, a.nrrd)")):
         find_inputs(twins)
+
+
+def test_the_private_evaluator_iteration_is_still_what_monai_runs():
+    """Pins the one private API ``SkipFailedCases`` relies on (:func:`monai_app.engine.failsafe.evaluator_iteration`,
+    checked with monai 1.6.1 and pytorch-ignite 0.5.x): MONAI's ``SupervisedEvaluator._iteration(engine, batch)`` is
+    the iteration the evaluator runs without an ``iteration_update``, and returns the image, label and prediction."""
+    from monai.engines import SupervisedEvaluator
+    from monai.utils import CommonKeys
+
+    from monai_app.engine.failsafe import SkipFailedCases, evaluator_iteration
+
+    where = "monai_app.engine.failsafe.evaluator_iteration calls it: find MONAI's per-iteration function again"
+    assert callable(getattr(SupervisedEvaluator, "_iteration", None)), \
+        f"monai's SupervisedEvaluator._iteration is gone; {where}"
+    torch.manual_seed(0)
+    net = torch.nn.Conv2d(3, 2, 1)
+    batch = {"image": torch.rand(1, 3, 4, 4), "label": torch.zeros(1, 1, 4, 4)}
+    plain = SupervisedEvaluator(device="cpu", val_data_loader=[batch], network=net)
+    assert getattr(plain, "_process_function", None) == plain._iteration, \
+        f"SupervisedEvaluator no longer runs _iteration when given no iteration_update; {where}"
+    guard = SkipFailedCases()
+    guarded = SupervisedEvaluator(device="cpu", val_data_loader=[batch], network=net, iteration_update=guard)
+    output = evaluator_iteration(guarded, batch)  # decollated: one dict per case
+    assert isinstance(output, list) and len(output) == 1 and isinstance(output[0], dict), \
+        f"SupervisedEvaluator._iteration(engine, batch) no longer returns the cases' outputs; {where}"
+    assert {CommonKeys.IMAGE, CommonKeys.LABEL, CommonKeys.PRED} <= set(output[0]), \
+        f"SupervisedEvaluator._iteration(engine, batch) no longer returns image, label and pred; {where}"
+    with torch.no_grad():
+        expected = net(batch["image"])[0]
+    assert torch.allclose(output[0][CommonKeys.PRED], expected), f"_iteration no longer runs the network; {where}"
+    guarded.run()  # and the evaluator runs through SkipFailedCases, which calls it
+    assert guard.done == ["?"] and not guard.failures

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from ignite.engine import Events
+from ignite.engine import Engine, Events
 
 from conftest import REPO
 from monai_app.errors import TrainingStopped, user_error
@@ -166,5 +166,29 @@ def test_the_same_seed_gives_the_same_first_epoch_losses_on_cpu(msd_tiny, tmp_pa
     runs = [_run(_workflow(msd_tiny, tmp_path / f"run{i}", max_epochs=1, seed=seed, num_workers=nw))
             for i, (seed, nw) in enumerate([(7, 2), (7, 2), (8, 2)])]
     assert len(runs[0]) == 4 and all(math.isfinite(v) for v in runs[0])
-    assert runs[0] == runs[1]  # bit for bit, with the default two loader workers
+    assert runs[0] == runs[1]  # bit for bit, with two loader worker processes (set here: by default there are
+    # none on <= 2 cores, see monai_app.config.default_workers)
     assert runs[0] != runs[2]  # and the seed matters
+
+
+def test_a_resumed_best_saver_replaces_model_pt_only_with_a_better_model(tmp_path):
+    """The best score ``last.pt`` keeps goes back into MONAI's ``CheckpointSaver`` (set up as the bundles' best_saver)
+    through Ignite's public ``Checkpoint.state_dict`` / ``load_state_dict``: a worse model leaves model.pt alone, a
+    better one replaces it."""
+    from monai.handlers import CheckpointSaver
+
+    from monai_app.engine.checkpoints import BEST, best_saver_state
+
+    net = torch.nn.Linear(2, 1)
+    saver = CheckpointSaver(save_dir=str(tmp_path), save_dict={"model": net}, save_key_metric=True,
+                            key_metric_name="dice", key_metric_filename=BEST)
+    (tmp_path / BEST).write_bytes(b"the best model of the stopped run")
+    saver.load_state_dict(best_saver_state(0.8))
+    evaluator = Engine(lambda engine, batch: None)
+    evaluator.state.metrics = {"dice": 0.7}
+    saver.metrics_completed(evaluator)
+    assert (tmp_path / BEST).read_bytes() == b"the best model of the stopped run"  # 0.7 < 0.8: kept
+    evaluator.state.metrics = {"dice": 0.9}
+    saver.metrics_completed(evaluator)
+    assert torch.load(tmp_path / BEST, weights_only=True).keys() == net.state_dict().keys()  # replaced
+    assert [p.name for p in tmp_path.iterdir()] == [BEST]

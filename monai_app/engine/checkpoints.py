@@ -35,6 +35,7 @@ from monai_app.config import flag
 logger = logging.getLogger(__name__)
 
 LAST = "last.pt"
+BEST = "model.pt"  # the best-metric model: the bundles' best_saver writes it (key_metric_filename)
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
@@ -86,6 +87,28 @@ def load_objects(path: str | os.PathLike, to_load: Mapping[str, Any], checkpoint
                              f"of other network settings (channels / features / out_channels)? ({detail})") from exc
 
 
+def best_saver_state(score: float, filename: str = BEST) -> Mapping:
+    """The state of a best-metric checkpointer that has saved ``filename`` with priority ``score``, for
+    ``CheckpointSaver.load_state_dict`` (Ignite's ``Checkpoint.load_state_dict``).
+
+    Ignite has no public way to set what a ``Checkpoint`` has saved, but its ``state_dict`` is public: a throwaway
+    ``Checkpoint`` "saves" ``filename`` (to nowhere) with that priority, and its ``state_dict()`` is the state, in
+    whatever layout this Ignite version uses.
+
+    Args:
+        score: the best metric so far (the priority a ``CheckpointSaver`` gives a key-metric checkpoint).
+        filename: the name of the saved file.
+
+    Returns:
+        ``Checkpoint.state_dict()``: the saved items, ``[(score, filename)]``.
+    """
+    pattern = filename.replace("{", "{{").replace("}", "}}")  # a fixed name: nothing in it is a placeholder
+    probe = Checkpoint({"model": torch.nn.Identity()}, save_handler=lambda checkpoint, name, metadata=None: None,
+                       score_function=lambda engine: score, filename_pattern=pattern)
+    probe(Engine(lambda engine, batch: None))
+    return probe.state_dict()
+
+
 class WeightsLoader(CheckpointLoader):
     """MONAI's ``CheckpointLoader`` (``weights_only=True``) with one-line errors naming the file: missing, damaged,
     not weights, or weights of another network."""
@@ -120,18 +143,19 @@ class ResumableTraining:
         evaluator: the validation engine whose ``best_metric`` is kept.
         loss_key: the trainer output holding the loss checked for NaN / Inf (None: no check).
         signals: the signals that stop training after the current iteration, saving first.
+        best_filename: the name of the file ``best_saver`` writes (its ``key_metric_filename``).
     """
 
     def __init__(self, ckpt_dir: str | os.PathLike, save_dict: Mapping[str, Any], resume: bool | str = "auto",
                  best_saver=None, evaluator: Engine | None = None, loss_key: str | None = "loss",
-                 signals: tuple = (signal.SIGTERM, signal.SIGINT)) -> None:
+                 signals: tuple = (signal.SIGTERM, signal.SIGINT), best_filename: str = BEST) -> None:
         try:  # "auto", or any spelling of a switch (true/false, 1/0, yes/no)
             self.resume = "auto" if str(resume).strip().lower() == "auto" else str(flag(resume, "resume")).lower()
         except UserInputError:
             raise UserInputError(f"--resume: expected auto, true or false, got {resume!r}") from None
         self.path = Path(ckpt_dir) / LAST
         self.save_dict = dict(save_dict)
-        self.best_saver, self.evaluator = best_saver, evaluator
+        self.best_saver, self.evaluator, self.best_filename = best_saver, evaluator, best_filename
         self.loss_key, self.signals = loss_key, signals
         self._signal: int | None = None
         self._previous: dict = {}
@@ -260,7 +284,7 @@ class ResumableTraining:
         if best and self.evaluator is not None and best["epoch"] > 0:
             self.evaluator.state.best_metric, self.evaluator.state.best_metric_epoch = best["value"], best["epoch"]
             if self.best_saver is not None:  # model.pt is replaced only by a better model than the saved best
-                self.best_saver.load_state_dict({"_saved": [(best["value"], "model.pt")]})
+                self.best_saver.load_state_dict(best_saver_state(best["value"], self.best_filename))
         if epoch >= max_epochs:
             logger.warning("%s: this run already finished its %d epochs; pass a larger --max_epochs to train on, "
                            "or --resume false to start again", self.path, epoch)

@@ -170,6 +170,19 @@ def _case_ids(batch: Any, case_key: str) -> list[str]:
     return [str(i) for i in ids] if isinstance(ids, (list, tuple)) else [str(ids if ids is not None else "?")]
 
 
+def evaluator_iteration(engine: Any, batch: Any) -> Any:
+    """Run MONAI's own iteration of ``engine`` (a ``SupervisedEvaluator``) on ``batch``: what the evaluator runs
+    when it is given no ``iteration_update``.
+
+    Neither MONAI nor Ignite has a public name for it: ``Workflow.__init__`` hands ``self._iteration`` to Ignite's
+    ``Engine`` unless ``iteration_update`` is given (its docstring: "if not provided, use `self._iteration()`
+    instead"), and Ignite keeps whichever it got in the private ``Engine._process_function``. So this is the one
+    place that calls the private ``_iteration``; checked against monai 1.6.1 and pytorch-ignite 0.5.x, and pinned by
+    ``tests/test_inference_bad_input.py::test_the_private_evaluator_iteration_is_still_what_monai_runs``.
+    """
+    return engine._iteration(engine, batch)  # private: checked with monai 1.6.1, pytorch-ignite 0.5.x
+
+
 class SkipFailedCases:
     """``iteration_update`` of an inference ``SupervisedEvaluator``: skips the marker items of
     :class:`FailSafeDataset`, records a case whose inference, postprocessing or writing fails and goes on with
@@ -203,7 +216,7 @@ class SkipFailedCases:
             return None
         files = _files(batch, self.image_key) if isinstance(batch, Mapping) else []
         try:
-            output = engine._iteration(engine, batch)
+            output = evaluator_iteration(engine, batch)
         except Exception as exc:
             stop = next((e for e in exception_chain(exc) if isinstance(e, OutputError) or
                          isinstance(e, OSError) and e.errno in NO_SPACE), None)

@@ -2,11 +2,17 @@
 
 - :class:`MetricColumns`: per-case, per-channel metric details -> named columns (``dice_wt`` ...): their means become
   engine metrics (so TensorBoard and the stats logger show them), and evaluation writes ``per_case.csv``.
+- :class:`ClassMetrics`: per-class IoU, Dice, precision and recall of a multi-class (2-D) evaluator from each image's
+  confusion matrix: engine metrics (``val_miou`` ...), and the per-image, per-class and confusion-matrix tables.
 - :class:`SegmentationPanels`: a picture per validation: image | reference | prediction, in TensorBoard.
 - :class:`CaseSnapshots`: the same picture for every evaluated case, as ``<case_id>.png`` (the run report shows them).
 - :class:`ProgressDisplay`: Ignite's tqdm progress bar with the running loss, hidden when output is not a terminal.
-"""
+- :class:`LearningRateLogger`: the optimizer's learning rate in TensorBoard (``train/lr``), once an epoch.
 
+The pictures themselves are drawn by the panel functions of :mod:`monai_app.visualize` (``region_panel``,
+``orthogonal_panel``, ``label_panel``). ``MetricColumns`` and ``ClassMetrics`` run on every DDP rank
+(``every_rank = True``): they gather the cases of all ranks.
+"""
 from __future__ import annotations
 
 import csv
@@ -147,7 +153,8 @@ class CaseSnapshots:
 
     Args:
         panel_fn: builds an RGB uint8 (H, W, 3) array from ``(image, label or None, pred)`` numpy arrays
-            (:func:`orthogonal_panel` for 3-D BraTS, :func:`label_panel` with a palette for 2-D).
+            (:func:`monai_app.visualize.orthogonal_panel` for 3-D BraTS, :func:`monai_app.visualize.label_panel`
+            with a palette for 2-D).
         output_dir: folder of the pictures (created when needed).
         image_key, label_key, pred_key: the keys of the (decollated) engine output.
         case_key: the key of the (decollated) batch that names each case.

@@ -1,4 +1,7 @@
-"""The few dictionary transforms MONAI lacks: BraTS label conventions both ways, and N4 bias-field correction.
+"""BraTS label conventions both ways: :func:`brats_region_masks` and two dictionary transforms MONAI lacks, from a
+label map in a dataset format's own numbers to the three region masks (whole tumour, tumour core, enhancing
+tumour) and back. The transforms any bundle can use (N4 bias-field correction, image checks, ...) are in
+:mod:`monai_app.transforms.common`.
 
 Class names are deliberately not MONAI's (MONAI resolves short ``_target_`` names across every module whose name
 starts with ``monai``, ``monai_app`` included); configs name them by full dotted path.
@@ -49,8 +52,8 @@ class BratsLabelToRegionsd(MapTransform):
             if self.check_values:
                 bad = self.fmt.unknown_labels(torch.unique(label).tolist())
                 if bad:
-                    raise DatasetError(f"{source_name(label)}: label values {bad} are not in the {self.fmt.name} label set "
-                                       f"{list(self.fmt.labels)} (wrong dataset_format?)")
+                    raise DatasetError(f"{source_name(label)}: label values {bad} are not in the {self.fmt.name} "
+                                       f"label set {list(self.fmt.labels)} (wrong dataset_format?)")
             plain = label.as_tensor() if isinstance(label, MetaTensor) else torch.as_tensor(label)
             d[key] = meta_like(brats_region_masks(plain[0], self.fmt).to(torch.float32), label)
         return d
