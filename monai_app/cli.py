@@ -187,7 +187,8 @@ def cmd_validate(args, extra):
     from monai_app.dataset_check import format_validation, validate_dataset
     from monai_app.config import bundle_path
 
-    result = validate_dataset(bundle_path(args.bundle).name, args.dataset_dir, dataset_format=args.dataset_format)
+    result = validate_dataset(bundle_path(args.bundle).name, args.dataset_dir, dataset_format=args.dataset_format,
+                              grouping_file=args.grouping_file)
     print(format_validation(result))
     return 0 if result.ok else 1
 
@@ -269,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--dataset-dir", required=True, help="the dataset folder as downloaded")
     validate.add_argument("--dataset-format", help="auto (default); BraTS: msd, brats2021 or brats2023; Carvana "
                           "masks: gif or csv; CamVid: seed or segnet")
+    validate.add_argument("--grouping-file", help="CCP: the grouping JSON label_list.mat is checked against, as "
+                          "training's --grouping_file (default: the bundle's configs/ccp_59_to_14.json)")
     validate.set_defaults(func=cmd_validate)
     report = sub.add_parser("report", help="write report.html and report.md of a run folder (curves, metric "
                             "tables, best and worst cases)", epilog=_epilog("report"), **raw)

@@ -3,256 +3,48 @@
 ``monai-app validate <bundle> --dataset-dir DIR`` lists the cases with the listing code of the loaders training
 uses (``monai_app.datasets.<format>``), then decodes every file (so truncated or corrupt files are found) and checks
 what the format requires: channels, shapes and affines that agree, label values of the format's convention (see
-``DATASETS.md``), finite and non-empty volumes, photo and mask sizes. Layout problems (a missing folder, a malformed
+``docs/DATASETS.md``), finite and non-empty volumes, photo and mask sizes. Layout problems (a missing folder, a malformed
 ``dataset.json``, no cases) are reported as problems too, never raised.
+
+This module is the generic driver: :data:`monai_app.datasets.REGISTRY` names each bundle's dataset module, whose
+``cases_to_check`` and ``check_case`` (built on :mod:`monai_app.datasets.checks`) do the dataset's own checks.
 """
 
 from __future__ import annotations
 
+import inspect
+import json
 import os
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
+from monai_app.datasets import REGISTRY, DatasetEntry
+from monai_app.datasets.checks import ValidationResult, photo_notes
 from monai_app.errors import DatasetError, UserInputError
 
-BUNDLES = ("brats_unet3d", "carvana_unet2d", "camvid_unet2d", "voc_unet2d", "ccp_unet2d")
-# What ``dataset_format`` may name per bundle: the BraTS label convention, Carvana's mask source, CamVid's layout.
-FORMATS = {"brats_unet3d": ("auto", "msd", "brats2021", "brats2023"), "carvana_unet2d": ("auto", "gif", "csv"),
-           "camvid_unet2d": ("auto", "seed", "segnet"), "voc_unet2d": ("auto",), "ccp_unet2d": ("auto",)}
-ALLOWED_2D = {"carvana_unet2d": "Carvana masks hold 0 and 1", "camvid_unet2d": "CamVid labels are 0..11",
-              "voc_unet2d": "VOC labels are 0..20 and void 255", "ccp_unet2d": "CCP tags are 0..58"}
-RGB_MODES = ("RGB",)  # photos in any other mode are converted on load (monai_app.transforms.images2d.to_rgb): a note
+BUNDLES = tuple(REGISTRY)  # the bundles whose datasets can be checked, in registry order
+
+__all__ = ["BUNDLES", "ValidationResult", "check_before_training", "format_validation", "validate_dataset"]
 
 
-@dataclass
-class ValidationResult:
-    """What :func:`validate_dataset` found.
-
-    Attributes:
-        bundle: the bundle whose loaders listed the cases.
-        dataset_dir: the folder checked.
-        summary: layout, cases per part, shapes or sizes seen (``Counter`` of value -> cases), channels, label values
-            found (a set), voxel spacing, and ``notes`` (observations that are not problems).
-        problems: one line per problem, naming the file (or case folder) and what is wrong.
-        bad_cases: ids of the cases with at least one problem.
-        cases: number of cases listed and checked.
-        case_problems: how many of ``problems`` belong to a case (the others concern the layout).
-        missing_folders: folders reported missing once, instead of each file they should hold.
-    """
-
-    bundle: str
-    dataset_dir: str
-    summary: dict = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
-    bad_cases: set = field(default_factory=set)
-    cases: int = 0
-    case_problems: int = 0
-    missing_folders: set = field(default_factory=set, repr=False)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def problem(self, text: str, case: str | None = None) -> None:
-        self.problems.append(text)
-        if case is not None:
-            self.bad_cases.add(case)
-            self.case_problems += 1
-
-    def count(self, key: str, value) -> None:
-        self.summary.setdefault(key, Counter())[str(value)] += 1
-
-    def values(self, key: str, values) -> None:
-        self.summary.setdefault(key, set()).update(int(v) if float(v).is_integer() else float(v) for v in values)
-
-    def note(self, text: str) -> None:
-        self.summary.setdefault("notes", []).append(text)
+def _entry(bundle: str, dataset_format: str | None, options: dict) -> DatasetEntry:
+    """The registry entry of ``bundle``, once ``dataset_format`` and the option names are known to suit it."""
+    if bundle not in REGISTRY:
+        raise UserInputError(f"no dataset checks for bundle {bundle!r}; available: {', '.join(BUNDLES)}")
+    entry = REGISTRY[bundle]
+    if dataset_format not in (None, *entry.formats):
+        raise UserInputError(f"{bundle}: dataset_format must be one of {', '.join(entry.formats)}, "
+                             f"got {dataset_format!r}")
+    takes = list(inspect.signature(entry.module.cases_to_check).parameters)[3:]
+    unknown = sorted(set(options) - set(takes))
+    if unknown:
+        raise UserInputError(f"{bundle}: unknown dataset check option(s) {', '.join(unknown)}; it takes "
+                             f"{', '.join(takes) or 'none'}")
+    return entry
 
 
-def _distinct(data: np.ndarray) -> np.ndarray:
-    """The distinct values of ``data`` (a bincount for 8-bit ids, much faster than sorting a volume)."""
-    if data.dtype in (np.uint8, np.bool_):
-        return np.flatnonzero(np.bincount(data.reshape(-1).view(np.uint8), minlength=1))
-    return np.unique(data)
-
-
-def _exists(path: str | None, what: str, result: ValidationResult, case: str) -> bool:
-    """Whether ``path`` is a file; if not, a problem for it, or one for its folder when the folder is missing."""
-    if path is not None and Path(path).is_file():
-        return True
-    folder = Path(str(path)).parent
-    if folder.is_dir():
-        result.problem(f"{path}: does not exist ({what})", case)
-    elif folder not in result.missing_folders:
-        result.missing_folders.add(folder)
-        result.problem(f"{folder}: folder does not exist, so neither do {Path(str(path)).name} ({what}) and the "
-                       "other files listed in it", case)
-    else:
-        result.bad_cases.add(case)
-    return False
-
-
-# ---------------------------------------------------------------------------------------------------------- 2-D
-def _photo(path: str, result: ValidationResult, case: str):
-    """``(width, height)`` of a photo decoded in full, or None after recording why it cannot be read."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im.load()
-            result.count("photo modes", im.mode)
-            result.count("photo sizes (W x H)", f"{im.width}x{im.height}")
-            return im.size
-    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
-        result.problem(f"{path}: cannot be read as an image ({type(exc).__name__}: {exc})", case)
-        return None
-
-
-def _mask(path: str, result: ValidationResult, case: str) -> np.ndarray | None:
-    """Class ids of a PNG / GIF label image (palette indices, as the loaders read them), or None after recording
-    why they cannot be read."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode not in ("P", "L", "1", "I", "I;16"):
-                result.problem(f"{path}: a label image holds class ids (palette or gray), found mode {im.mode}", case)
-                return None
-            return np.asarray(im)
-    except Exception as exc:
-        result.problem(f"{path}: cannot be read as a label image ({type(exc).__name__}: {exc})", case)
-        return None
-
-
-def _labels_2d(bundle: str, case: dict, size, result: ValidationResult) -> np.ndarray | None:
-    from monai_app.datasets import ccp, rle
-
-    cid = case["case_id"]
-    if "rle" in case:  # Carvana's train_masks.csv
-        try:
-            return rle.rle_decode(case["rle"], (size[1], size[0]))
-        except ValueError as exc:
-            result.problem(f"train_masks.csv: the run-length mask of {cid} does not decode for its {size[0]}x{size[1]} "
-                           f"photo ({exc})", cid)
-            return None
-    if bundle == "ccp_unet2d":
-        try:
-            return ccp.load_groundtruth(case["label"])
-        except DatasetError as exc:
-            result.problem(str(exc), cid)
-            return None
-    return _mask(case["label"], result, cid)
-
-
-def _invalid_2d(bundle: str, values: np.ndarray) -> list[int]:
-    from monai_app.datasets import camvid, ccp, voc
-
-    if bundle == "voc_unet2d":
-        return voc.check_label_values(values)
-    allowed = {"carvana_unet2d": {0, 1}, "camvid_unet2d": set(range(len(camvid.CLASSES))),
-               "ccp_unet2d": set(range(ccp.NUM_TAGS))}[bundle]
-    return [int(v) for v in values if int(v) not in allowed]
-
-
-def _case_2d(bundle: str, case: dict, result: ValidationResult) -> None:
-    cid = case["case_id"]
-    what = {"carvana_unet2d": "mask", "ccp_unet2d": "pixel-level annotation"}.get(bundle, "annotation")
-    photo_ok = _exists(case["image"], f"the photo of {case.get('label', cid)}", result, cid)
-    if "rle" in case and case["rle"] is None:
-        result.problem(f"train_masks.csv: no row for {Path(case['image']).name}", cid)
-        label_ok = False
-    else:
-        label_ok = "rle" in case or _exists(case["label"], f"the {what} of {Path(case['image']).name}", result, cid)
-    size = _photo(case["image"], result, cid) if photo_ok else None
-    if size is None or not label_ok:
-        if label_ok and "label" in case:  # no photo to compare with: still find an unreadable label
-            _labels_2d(bundle, case, (0, 0), result)
-        return
-    ids = _labels_2d(bundle, case, size, result)
-    if ids is None:
-        return
-    where = case.get("label", f"train_masks.csv ({cid})")
-    if ids.shape[:2] != (size[1], size[0]):
-        result.problem(f"{where}: label size {ids.shape[1]}x{ids.shape[0]} differs from the photo's "
-                       f"{size[0]}x{size[1]} ({Path(case['image']).name})", cid)
-    values = _distinct(ids)
-    result.values("label values", values)
-    invalid = _invalid_2d(bundle, values)
-    if invalid:
-        result.problem(f"{where}: label values {invalid} are not labels of this dataset ({ALLOWED_2D[bundle]})", cid)
-
-
-def _parts_2d(bundle: str, root: Path, dataset_format: str | None, result: ValidationResult) -> dict:
-    """``{part: lister}`` of the bundle's loader, each lister returning the part's cases."""
-    from monai_app.datasets import camvid, carvana, ccp, voc
-
-    fmt = dataset_format or "auto"
-    if bundle == "carvana_unet2d":
-        def train() -> list[dict]:
-            cases, source = carvana.list_cases(root, fmt)
-            result.summary["mask source"] = "train_masks/*.gif" if source == "gif" else "train_masks.csv"
-            return cases
-
-        return {"train": train}
-    if bundle == "camvid_unet2d":
-        layout = camvid.detect_layout(root) if fmt == "auto" else fmt
-        result.summary["layout"] = layout
-        if layout == "seed":
-            result.note("seed layout: images_prepped_test/ serves as both validation and test set (checked once)")
-        return {p: (lambda p=p: camvid.list_cases(root, p, layout)) for p in ("train", "validation", "test")}
-    if bundle == "voc_unet2d":
-        result.summary["VOC2012 folder"] = str(voc.find_root(root))
-        return {s: (lambda s=s: voc.list_cases(root, s)) for s in ("train", "val")}
-    _ccp_label_list(root, result)
-    return {"pixel-level": lambda: ccp.list_cases(root)}
-
-
-def _ccp_label_list(root: Path, result: ValidationResult) -> None:
-    """The tag names of ``label_list.mat`` checked against the bundle's grouping, as training does."""
-    from monai_app.datasets import ccp
-    from monai_app.config import bundle_path
-
-    if not (root / ccp.LABEL_LIST).is_file():
-        return result.note(f"no {ccp.LABEL_LIST}: the tag names cannot be checked against the grouping")
-    try:
-        ccp.dataset_grouping(root, bundle_path("ccp_unet2d") / "configs" / "ccp_59_to_14.json")
-        result.summary["tag names"] = f"{ccp.NUM_TAGS} in {ccp.LABEL_LIST}, matching the bundle's grouping"
-    except DatasetError as exc:
-        result.problem(str(exc))
-
-
-def _cases_2d(bundle: str, root: Path, dataset_format: str | None, result: ValidationResult) -> list[dict]:
-    cases: dict[str, dict] = {}
-    for part, find in _parts_2d(bundle, root, dataset_format, result).items():
-        try:
-            found = find()
-        except DatasetError as exc:
-            result.problem(str(exc))
-            continue
-        result.summary.setdefault("cases per part", {})[part] = len(found)
-        shared = sum(c["image"] in cases for c in found)
-        if shared and bundle == "voc_unet2d":
-            result.note(f"{shared} id(s) of {part}.txt are also in an earlier list (checked once)")
-        for case in found:  # CamVid's seed layout validates and tests on one folder
-            cases.setdefault(case["image"], {**case, "part": part})
-    return list(cases.values())
-
-
-def _photo_notes(result: ValidationResult) -> None:
-    modes = result.summary.get("photo modes", Counter())
-    other = {m: n for m, n in modes.items() if m not in RGB_MODES}
-    if other:
-        modes = ", ".join(f"{m}: {n}" for m, n in other.items())
-        result.note(f"{sum(other.values())} photo(s) are not 8-bit RGB ({modes}): training converts them to RGB")
-
-
-# -------------------------------------------------------------------------------------------------------- public
 def validate_dataset(bundle: str, dataset_dir: str | os.PathLike, dataset_format: str | None = None,
-                     progress: bool = True) -> ValidationResult:
+                     progress: bool = True, **options) -> ValidationResult:
     """Open every case of ``dataset_dir`` as ``bundle``'s training would list it, and collect every problem.
 
     Args:
@@ -261,51 +53,43 @@ def validate_dataset(bundle: str, dataset_dir: str | os.PathLike, dataset_format
         dataset_format: BraTS ``msd``, ``brats2021``, ``brats2023``; Carvana mask source ``gif`` or ``csv``; CamVid
             layout ``seed`` or ``segnet``; None or ``auto`` detects it as training does.
         progress: a progress bar over cases on a terminal.
+        **options: passed to the dataset's ``cases_to_check`` (CCP: ``grouping_file``, the grouping JSON that
+            ``label_list.mat`` is checked against, by default the bundle's ``configs/ccp_59_to_14.json``); None
+            values count as not given.
 
     Returns:
         The :class:`ValidationResult`; layout problems (missing folders, no cases, malformed ``dataset.json``) are
         among its problems, not raised.
 
     Raises:
-        UserInputError: an unknown bundle or ``dataset_format``.
+        UserInputError: an unknown bundle, ``dataset_format`` or option.
     """
     from tqdm import tqdm
 
-    if bundle not in BUNDLES:
-        raise UserInputError(f"no dataset checks for bundle {bundle!r}; available: {', '.join(BUNDLES)}")
-    if dataset_format not in (None, *FORMATS[bundle]):
-        raise UserInputError(f"{bundle}: dataset_format must be one of {', '.join(FORMATS[bundle])}, "
-                             f"got {dataset_format!r}")
+    options = {k: v for k, v in options.items() if v is not None}
+    module = _entry(bundle, dataset_format, options).module
     root = Path(dataset_dir)
     result = ValidationResult(bundle, str(root))
     if not root.is_dir():
         result.problem(f"{root}: dataset folder does not exist or is not a folder")
         return result
     try:
-        if bundle == "brats_unet3d":
-            from monai_app.dataset_check_brats import check_brats_case, list_brats_cases
-
-            cases, fmt = list_brats_cases(root, dataset_format, result)
-            check = lambda case: check_brats_case(case, fmt, result)  # noqa: E731
-        else:
-            cases = _cases_2d(bundle, root, dataset_format, result)
-            check = lambda case: _case_2d(bundle, case, result)  # noqa: E731
+        cases = module.cases_to_check(root, dataset_format, result, **options)
     except DatasetError as exc:
         result.problem(str(exc))
         return result
     result.cases = len(cases)
-    if bundle == "brats_unet3d":
-        result.summary["cases per part"] = dict(Counter(c["part"] for c in cases))
     for case in tqdm(cases, desc=f"validate {bundle}", unit="case", disable=None if progress else True, leave=False):
         try:
-            check(case)
+            module.check_case(case, result)
         except Exception as exc:  # a file no check foresaw must not hide the problems of the other cases
             result.problem(f"{case['case_id']}: cannot be checked ({type(exc).__name__}: {exc})", case["case_id"])
-    _photo_notes(result)
+    photo_notes(result)
     return result
 
 
 def _plural(n: int, word: str) -> str:
+    """``1 case``, ``2 cases``."""
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
@@ -351,22 +135,66 @@ def _fingerprint(root: Path) -> list:
     return files
 
 
+def _options_key(options: dict) -> dict:
+    """The options as JSON values; an option naming a file as its resolved path, size and time (an edit re-checks)."""
+    key = {}
+    for name, value in sorted(options.items()):
+        if isinstance(value, (str, os.PathLike)) and Path(value).is_file():
+            stat = Path(value).stat()
+            value = [str(Path(value).resolve()), stat.st_size, int(stat.st_mtime_ns)]
+        key[name] = json.loads(json.dumps(value, default=str))
+    return key
+
+
+def _record_key(bundle: str, root: Path, dataset_format: str | None, options: dict) -> dict:
+    """What a remembered check is valid for, besides the files: the bundle, folder, format and options."""
+    return {"bundle": bundle, "dataset_dir": str(root.resolve()), "dataset_format": dataset_format,
+            "options": _options_key(options)}
+
+
+def _checked_before(record: Path | None, key: dict, fingerprint: list) -> bool:
+    """Whether ``record`` remembers a clean check of the same key and files."""
+    if record is None or not record.is_file():
+        return False
+    try:
+        saved = json.loads(record.read_text())
+        return saved.get("key") == key and saved.get("files") == fingerprint
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _problems_error(result: ValidationResult, bundle: str, root: Path) -> DatasetError:
+    """The error that stops training: the one problem, or the first 20 and how to list them all."""
+    if len(result.problems) == 1:
+        return DatasetError(f"{result.problems[0]} (training did not start)")
+    shown = result.problems[:20]
+    more = f"\n  ... and {len(result.problems) - 20} more (`monai-app validate {bundle} --dataset-dir {root}` " \
+        "lists them all)" if len(result.problems) > 20 else ""
+    return DatasetError(f"{root}: {_plural(len(result.problems), 'problem')} in the dataset; training did not "
+                        "start:\n  " + "\n  ".join(shown) + more)
+
+
 def check_before_training(bundle: str, dataset_dir: str | os.PathLike, dataset_format: str | None = None,
-                          output_dir: str | os.PathLike | None = None, enabled: bool = True) -> None:
+                          output_dir: str | os.PathLike | None = None, enabled: bool = True, **options) -> None:
     """Fail fast, before the first epoch, with the list of every problem :func:`validate_dataset` finds.
 
-    A clean result is remembered in ``output_dir/dataset_check.json`` with the size and time of every file, so a
-    resumed or repeated run on an unchanged folder does not read the whole dataset again.
+    A clean result is remembered in ``output_dir/dataset_check.json`` with the size and time of every file and the
+    options, so a resumed or repeated run on an unchanged folder does not read the whole dataset again.
+
+    Args:
+        bundle, dataset_dir, dataset_format: as for :func:`validate_dataset` (``auto`` detects the format).
+        output_dir: the run folder (checked to be writable; holds ``dataset_check.json``); None: nothing is saved.
+        enabled: ``validate_data``: false skips the check.
+        **options: passed to :func:`validate_dataset` (CCP: ``grouping_file``).
 
     Raises:
         UserInputError: ``output_dir`` cannot be written to (checked even when ``enabled`` is false).
         DatasetError: the dataset has problems; the message lists them (as ``monai-app validate`` prints them).
     """
-    import json
     import logging
 
-    from monai_app.files import atomic_write_text, check_output_dir
     from monai_app.config import flag
+    from monai_app.files import atomic_write_text, check_output_dir
 
     if output_dir is not None:
         check_output_dir(output_dir)
@@ -375,27 +203,16 @@ def check_before_training(bundle: str, dataset_dir: str | os.PathLike, dataset_f
     root = Path(dataset_dir)
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset_dir does not exist or is not a folder")
+    options = {k: v for k, v in options.items() if v is not None}
     record = Path(output_dir) / "dataset_check.json" if output_dir is not None else None
-    key = {"bundle": bundle, "dataset_dir": str(root.resolve()), "dataset_format": dataset_format}
-    fingerprint = _fingerprint(root)
-    if record is not None and record.is_file():
-        try:
-            saved = json.loads(record.read_text())
-            if saved.get("key") == key and saved.get("files") == fingerprint:
-                return
-        except (OSError, ValueError):
-            pass
+    key, fingerprint = _record_key(bundle, root, dataset_format, options), _fingerprint(root)
+    if _checked_before(record, key, fingerprint):
+        return
     log = logging.getLogger(__name__)
     log.info("checking %s before training (every case is read once; `--validate_data false` skips this)", root)
-    result = validate_dataset(bundle, root, None if dataset_format == "auto" else dataset_format)
+    result = validate_dataset(bundle, root, None if dataset_format == "auto" else dataset_format, **options)
     if not result.ok:
-        if len(result.problems) == 1:
-            raise DatasetError(f"{result.problems[0]} (training did not start)")
-        shown = result.problems[:20]
-        more = f"\n  ... and {len(result.problems) - 20} more (`monai-app validate {bundle} --dataset-dir {root}` " \
-            "lists them all)" if len(result.problems) > 20 else ""
-        raise DatasetError(f"{root}: {_plural(len(result.problems), 'problem')} in the dataset; training did not "
-                           "start:\n  " + "\n  ".join(shown) + more)
+        raise _problems_error(result, bundle, root)
     if record is not None:
         record.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(record, json.dumps({"key": key, "cases": result.cases, "files": fingerprint}))

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from monai_app.errors import DatasetError
 from monai_app.files import unfinished_cases
-from monai_app.config import flag
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +77,8 @@ def get_format(name: str) -> BratsFormat:
     try:
         return FORMATS[name]
     except KeyError:
-        raise DatasetError(f"unknown BraTS dataset_format {name!r}; choose one of {sorted(FORMATS)} or 'auto'") from None
+        raise DatasetError(f"unknown BraTS dataset_format {name!r}; choose one of {sorted(FORMATS)} "
+                           "or 'auto'") from None
 
 
 def _visible(path: Path) -> bool:
@@ -107,7 +107,13 @@ def detect_format(dataset_dir: str | os.PathLike) -> str:
     )
 
 
-def _msd_cases(root: Path, part: str) -> list[dict]:
+def msd_cases(root: Path, part: str) -> list[dict]:
+    """The ``training`` (``part`` ``train``) or ``test`` entries of an MSD ``dataset.json`` as datalist items, in
+    file order, whether or not their files exist.
+
+    Raises:
+        DatasetError: ``dataset.json`` is unreadable, lacks the list, or an entry is malformed.
+    """
     meta_path = root / "dataset.json"
     try:
         meta = json.loads(meta_path.read_text())
@@ -141,7 +147,7 @@ def _modality_file(folder: Path, case: str, suffix: str) -> Path | None:
     return found[0] if found else None
 
 
-def _per_modality_case(folder: Path, fmt: BratsFormat) -> dict:
+def per_modality_case(folder: Path, fmt: BratsFormat) -> dict:
     """One case folder of a per-modality layout as ``{case_id, image: [4 paths], label?}``."""
     case = folder.name
     images = [_modality_file(folder, case, s) for s in fmt.suffixes[:4]]
@@ -184,9 +190,9 @@ def find_cases(dataset_dir: str | os.PathLike, dataset_format: str = "auto", par
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset_dir does not exist or is not a folder")
     if fmt.name == "msd":
-        cases = _msd_cases(root, part)
+        cases = msd_cases(root, part)
     else:
-        cases = [_per_modality_case(f, fmt) for f in case_folders(root, fmt)]
+        cases = [per_modality_case(f, fmt) for f in case_folders(root, fmt)]
         cases = [c for c in cases if ("label" in c) == (part == "train")]
     missing = [p for c in cases for p in ([*c["image"]] if isinstance(c["image"], list) else [c["image"]])
                + ([c["label"]] if "label" in c else []) if not Path(p).is_file()]
@@ -245,15 +251,15 @@ def _input_cases(path: Path) -> list[dict]:
             raise DatasetError(f"{path}: not an image file (expected one of {', '.join(IMAGE_EXTENSIONS)})")
         return [{"case_id": stem, "image": str(path)}]
     if (path / "dataset.json").is_file():
-        return sorted(_msd_cases(path, "test"), key=lambda c: c["case_id"])
+        return sorted(msd_cases(path, "test"), key=lambda c: c["case_id"])
     fmt = _folder_format(path)
     if fmt is not None:  # one case folder of per-modality files
-        return [_per_modality_case(path, fmt)]
+        return [per_modality_case(path, fmt)]
     cases = []
     for child in sorted(p for p in path.iterdir() if _visible(p)):
         if child.is_dir() and (fmt := _folder_format(child)) is not None:
             try:
-                cases.append(_per_modality_case(child, fmt))
+                cases.append(per_modality_case(child, fmt))
             except DatasetError as exc:  # one incomplete case folder: reported at the end, the others go on
                 cases.append({"case_id": child.name, "image": str(child), "input_error": str(exc)})
         elif child.is_file() and image_stem(child) is not None:
@@ -297,7 +303,7 @@ def find_inputs(input_path: str | os.PathLike, output_dir: str | os.PathLike | N
             case["input_error"] = f"{missing[0]}: listed input file does not exist"
     if not cases:
         raise DatasetError(f"{path}: no input images found (NIfTI, NRRD or MetaImage files, or BraTS case folders)")
-    if flag(skip_existing, "skip_existing") and output_dir is not None:
+    if skip_existing and output_dir is not None:  # a bool: configs parse the switch (switches#skip_existing)
         cases = unfinished_cases(cases, output_dir, extension)
     logger.info("%s: %d case(s) to segment", path, len(cases))
     return cases

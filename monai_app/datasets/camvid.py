@@ -16,6 +16,7 @@ import logging
 import os
 from pathlib import Path
 
+from monai_app.datasets.checks import ValidationResult, check_2d_case, label_image_of, merge_parts, values_outside
 from monai_app.datasets.images import images_in, save_split
 from monai_app.errors import DatasetError
 
@@ -100,3 +101,28 @@ def make_datalists(dataset_dir: str | os.PathLike, output_dir: str | os.PathLike
     save_split(output_dir, split, layout=layout)
     logger.info("CamVid (%s layout): %s", layout, {k: len(v) for k, v in split.items()})
     return split
+
+
+def cases_to_check(root: Path, dataset_format: str | None, result: ValidationResult) -> list[dict]:
+    """Every image of the train, validation and test parts with its annotation (each file once), the layout in the
+    summary.
+
+    Args:
+        root: the dataset folder.
+        dataset_format: the layout, ``seed`` or ``segnet``; None or ``auto`` detects it.
+        result: where layout problems, the layout and the cases per part go.
+
+    Raises:
+        DatasetError: no CamVid layout is found.
+    """
+    layout = detect_layout(root) if (dataset_format or "auto") == "auto" else dataset_format
+    result.summary["layout"] = layout
+    if layout == "seed":
+        result.note("seed layout: images_prepped_test/ serves as both validation and test set (checked once)")
+    return merge_parts({p: (lambda p=p: list_cases(root, p, layout)) for p in ("train", "validation", "test")}, result)
+
+
+def check_case(case: dict, result: ValidationResult) -> None:
+    """Check one photo of :func:`cases_to_check` and its annotation: both decode, the sizes agree, ids are 0..11."""
+    check_2d_case(case, result, label_image_of, lambda values: values_outside(values, range(len(CLASSES))),
+                  "CamVid labels are 0..11")

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from monai_app.datasets.checks import ValidationResult, check_2d_case, label_image_of, merge_parts, values_outside
 from monai_app.datasets.images import images_in
-from monai_app.datasets.rle import rle_encode
+from monai_app.datasets.rle import rle_decode, rle_encode
 from monai_app.errors import DatasetError
 from monai_app.files import atomic_write_text
 
@@ -110,6 +111,45 @@ def make_datalists(dataset_dir: str | os.PathLike, output_dir: str | os.PathLike
     cases = find_cases(dataset_dir, mask_source)
     split = load_or_make_split([car_id(c["case_id"]) for c in cases], output_dir, seed, val_fraction, test_fraction)
     return {part: [c for c in cases if car_id(c["case_id"]) in set(cars)] for part, cars in split.items()}
+
+
+def cases_to_check(root: Path, dataset_format: str | None, result: ValidationResult) -> list[dict]:
+    """Every training image with its mask, as :func:`list_cases` finds them (the mask source in the summary).
+
+    Args:
+        root: the dataset folder.
+        dataset_format: the mask source, ``gif`` or ``csv``; None or ``auto`` picks it as training does.
+        result: where layout problems, the mask source and the case count go.
+    """
+    def train() -> list[dict]:
+        """The cases, those with a CSV row named ``train_masks.csv (<id>)`` in messages."""
+        cases, source = list_cases(root, dataset_format or "auto")
+        result.summary["mask source"] = "train_masks/*.gif" if source == "gif" else "train_masks.csv"
+        return [c if "label" in c else {**c, "where": f"train_masks.csv ({c['case_id']})"} for c in cases]
+
+    return merge_parts({"train": train}, result)
+
+
+def _rle_labels(case: dict, size: tuple[int, int], result: ValidationResult) -> np.ndarray | None:
+    """The mask of a ``train_masks.csv`` row decoded for a photo of ``size`` (W, H), or None after recording why
+    it does not decode; a GIF mask read as a label image."""
+    if "rle" not in case:
+        return label_image_of(case, size, result)
+    try:
+        return rle_decode(case["rle"], (size[1], size[0]))
+    except ValueError as exc:
+        result.problem(f"train_masks.csv: the run-length mask of {case['case_id']} does not decode for its "
+                       f"{size[0]}x{size[1]} photo ({exc})", case["case_id"])
+        return None
+
+
+def check_case(case: dict, result: ValidationResult) -> None:
+    """Check one photo of :func:`cases_to_check` and its mask (a GIF or a ``train_masks.csv`` row): both decode,
+    the sizes agree, every value is 0 or 1."""
+    no_row = f"train_masks.csv: no row for {Path(case['image']).name}" if "rle" in case and case["rle"] is None \
+        else None
+    check_2d_case(case, result, _rle_labels, lambda values: values_outside(values, (0, 1)),
+                  "Carvana masks hold 0 and 1", what="mask", no_labels=no_row)
 
 
 def write_submission(output_dir: str | os.PathLike, datalist: list[dict], name: str = "submission.csv") -> Path:

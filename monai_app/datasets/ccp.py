@@ -28,6 +28,7 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
+from monai_app.datasets.checks import ValidationResult, check_2d_case, merge_parts, values_outside
 from monai_app.datasets.images import images_in
 from monai_app.errors import DatasetError, UserInputError
 
@@ -317,3 +318,52 @@ def class_pixel_counts(cases: Sequence[Mapping], grouping: Grouping) -> list[int
         counts += np.bincount(grouping.apply(load_groundtruth(case["label"])).ravel(), minlength=grouping.num_classes)
     logger.info("class pixel counts over %d training images: %s", len(cases), counts.tolist())
     return counts.tolist()
+
+
+def default_grouping_file() -> Path:
+    """The grouping the ``ccp_unet2d`` bundle ships: ``configs/ccp_59_to_14.json``."""
+    from monai_app.config import bundle_path
+
+    return bundle_path("ccp_unet2d") / "configs" / "ccp_59_to_14.json"
+
+
+def _check_label_list(root: Path, grouping_file: str | os.PathLike | None, result: ValidationResult) -> None:
+    """The tag names of ``label_list.mat`` checked against the grouping, as training does."""
+    if not (root / LABEL_LIST).is_file():
+        return result.note(f"no {LABEL_LIST}: the tag names cannot be checked against the grouping")
+    try:
+        dataset_grouping(root, default_grouping_file() if grouping_file is None else grouping_file)
+        grouping = "the bundle's grouping" if grouping_file is None else f"the grouping {grouping_file}"
+        result.summary["tag names"] = f"{NUM_TAGS} in {LABEL_LIST}, matching {grouping}"
+    except DatasetError as exc:
+        result.problem(str(exc))
+
+
+def cases_to_check(root: Path, dataset_format: str | None, result: ValidationResult,
+                   grouping_file: str | os.PathLike | None = None) -> list[dict]:
+    """Every pixel-level annotation with its photo, after checking ``label_list.mat`` against the grouping.
+
+    Args:
+        root: the dataset folder.
+        dataset_format: only None or ``auto`` (one layout).
+        result: where layout problems and the case count go.
+        grouping_file: the grouping JSON training uses (its ``grouping_file``); None: the bundle's
+            :func:`default_grouping_file`.
+    """
+    _check_label_list(root, grouping_file, result)
+    return merge_parts({"pixel-level": lambda: list_cases(root)}, result)
+
+
+def _groundtruth(case: dict, size: tuple[int, int], result: ValidationResult) -> np.ndarray | None:
+    """The tag ids of a case's ``.mat`` annotation, or None after recording why they cannot be read."""
+    try:
+        return load_groundtruth(case["label"])
+    except DatasetError as exc:
+        result.problem(str(exc), case["case_id"])
+        return None
+
+
+def check_case(case: dict, result: ValidationResult) -> None:
+    """Check one photo of :func:`cases_to_check` and its annotation: both decode, the sizes agree, tags are 0..58."""
+    check_2d_case(case, result, _groundtruth, lambda values: values_outside(values, range(NUM_TAGS)),
+                  "CCP tags are 0..58", what="pixel-level annotation")

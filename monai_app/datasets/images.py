@@ -12,7 +12,6 @@ import numpy as np
 
 from monai_app.errors import DatasetError
 from monai_app.files import atomic_path, atomic_write_text, unfinished_cases
-from monai_app.config import flag
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +64,7 @@ def find_images(input_path: str | os.PathLike, output_dir: str | os.PathLike | N
         cases = [{"case_id": stem, "image": str(p)} for stem, p in images_in(path, "input folder").items()]
     if not cases:
         raise DatasetError(f"{path}: no images found ({', '.join(IMAGE_EXTENSIONS)})")
-    if flag(skip_existing, "skip_existing") and output_dir is not None:
+    if skip_existing and output_dir is not None:  # a bool: configs parse the switch (switches#skip_existing)
         cases = unfinished_cases(cases, output_dir, extension)
     logger.info("%s: %d image(s) to segment", path, len(cases))
     return cases

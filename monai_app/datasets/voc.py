@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from monai_app.datasets.checks import ValidationResult, check_2d_case, label_image_of, merge_parts
 from monai_app.datasets.images import save_split
 from monai_app.datasets.splits import PARTS, load_saved_split, split_ids
 from monai_app.errors import DatasetError
@@ -144,3 +145,26 @@ def check_label_values(values: Iterable[int] | np.ndarray) -> list[int]:
     """The distinct values among ``values`` that are no VOC label (neither a class 0-20 nor void 255), sorted."""
     valid = set(range(len(CLASSES))) | {IGNORE}
     return [v for v in np.unique(np.asarray(values)).tolist() if v not in valid]
+
+
+def cases_to_check(root: Path, dataset_format: str | None, result: ValidationResult) -> list[dict]:
+    """Every id of ``train.txt`` and ``val.txt`` with its photo and label paths (an id in both checked once), the
+    ``VOC2012`` folder in the summary.
+
+    Args:
+        root: the dataset folder (holding ``VOCdevkit/``, ``VOCdevkit/`` or ``VOCdevkit/VOC2012/``).
+        dataset_format: only None or ``auto`` (one layout).
+        result: where layout problems, the folder and the cases per part go.
+
+    Raises:
+        DatasetError: no VOC folder is found.
+    """
+    result.summary["VOC2012 folder"] = str(find_root(root))
+    return merge_parts({s: (lambda s=s: list_cases(root, s)) for s in ("train", "val")}, result,
+                       shared_note="{n} id(s) of {part}.txt are also in an earlier list (checked once)")
+
+
+def check_case(case: dict, result: ValidationResult) -> None:
+    """Check one photo of :func:`cases_to_check` and its label PNG: both decode, the sizes agree, every value is a
+    class 0..20 or void 255."""
+    check_2d_case(case, result, label_image_of, check_label_values, "VOC labels are 0..20 and void 255")

@@ -1,4 +1,5 @@
-"""``validate_dataset``: every case opened, every problem listed with its file, on the real layouts."""
+"""``validate_dataset`` and ``check_before_training``: every case opened, every problem listed with its file, on the
+real layouts; the registry of dataset modules they run."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from PIL import Image
 
 from conftest import CAMVID_SAMPLES, CCP_SAMPLES, VOC_SAMPLES, needs_camvid, needs_voc
 from monai_app.cli import main
-from monai_app.errors import UserInputError
-from monai_app.dataset_check import format_validation, validate_dataset
+from monai_app.dataset_check import BUNDLES, check_before_training, format_validation, validate_dataset
+from monai_app.errors import DatasetError, UserInputError
 
 
 @pytest.fixture(scope="module")
@@ -289,3 +290,51 @@ def test_the_real_samples_validate(bundle, folder, values, capsys):
     assert result.ok and result.summary["label values"] == values, result.problems
     assert main(["validate", bundle, "--dataset-dir", str(folder)]) == 0
     assert "no problems found in" in capsys.readouterr().out
+
+
+def _grouping_without(tag: str, path):
+    """The bundle's grouping file, less ``tag`` in ``by_name``, written to ``path``."""
+    from monai_app.datasets.ccp import default_grouping_file
+
+    content = json.loads(default_grouping_file().read_text())
+    del content["by_name"][tag]
+    path.write_text(json.dumps(content))
+    return path
+
+
+def test_ccp_label_list_is_checked_against_the_given_grouping_file(synth_2d, tmp_path, capsys):
+    root = synth_2d / "ccp"
+    bad = _grouping_without("bag", tmp_path / "grouping.json")
+    expected = f"{bad}: the grouping does not match the tag names: by_name lacks 1 tag(s) ['bag']"
+    assert validate_dataset("ccp_unet2d", root, progress=False, grouping_file=bad).problems == [expected]
+    default = validate_dataset("ccp_unet2d", root, progress=False)
+    assert default.ok and "matching the bundle's grouping" in default.summary["tag names"], default.problems
+    assert main(["validate", "ccp_unet2d", "--dataset-dir", str(root), "--grouping-file", str(bad)]) == 1
+    assert expected in capsys.readouterr().out
+
+    run = tmp_path / "run"
+    check_before_training("ccp_unet2d", root, "auto", run, True)  # the default grouping: clean, remembered
+    assert json.loads((run / "dataset_check.json").read_text())["key"]["options"] == {}
+    with pytest.raises(DatasetError) as error:  # another grouping file is checked again, not taken from the record
+        check_before_training("ccp_unet2d", root, "auto", run, True, grouping_file=str(bad))
+    assert str(error.value) == f"{expected} (training did not start)"
+
+
+def test_options_a_dataset_does_not_take_are_refused(synth_2d):
+    with pytest.raises(UserInputError, match="voc_unet2d: unknown dataset check option.s. grouping_file"):
+        validate_dataset("voc_unet2d", synth_2d / "voc", progress=False, grouping_file="x.json")
+
+
+def test_the_registry_names_a_checking_module_for_each_of_the_five_bundles():
+    import inspect
+
+    from monai_app.datasets import REGISTRY
+
+    assert set(REGISTRY) == {"brats_unet3d", "carvana_unet2d", "camvid_unet2d", "voc_unet2d", "ccp_unet2d"}
+    assert BUNDLES == tuple(REGISTRY)
+    for bundle, entry in REGISTRY.items():
+        lister, check = getattr(entry.module, "cases_to_check", None), getattr(entry.module, "check_case", None)
+        assert callable(lister) and callable(check), bundle
+        assert list(inspect.signature(lister).parameters)[:3] == ["root", "dataset_format", "result"], bundle
+        assert list(inspect.signature(check).parameters) == ["case", "result"], bundle
+        assert entry.formats[0] == "auto" and entry.description, bundle
