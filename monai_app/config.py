@@ -1,4 +1,11 @@
-"""Running bundles: locating them, running a config workflow, and the small glue their configs call."""
+"""What the bundles' configs call (``"$import monai_app.config as app"``, then ``$app.flag(...)``...), and where the
+bundles are.
+
+Everything here is small glue for config expressions: switches parsed once (:func:`flag`), worker defaults, the bundle
+folder (:func:`bundle_root`), loading a network or a TorchScript file, checks of user-given files with clear errors,
+and the run records (settings, summaries). :func:`install_error_hook` and :func:`check_output_dir` are re-exported so
+configs need this one module for their helpers. It depends only on :mod:`monai_app.errors` and :mod:`monai_app.files`.
+"""
 
 from __future__ import annotations
 
@@ -10,27 +17,59 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from monai_app.errors import UserInputError
+from monai_app.errors import UserInputError, install_error_hook
+from monai_app.files import atomic_write_text, check_output_dir
+
+__all__ = ["bundle_root", "bundles_dir", "bundle_path", "flag", "cuda_amp", "default_workers", "check_file",
+           "check_weights", "load_network", "load_torchscript", "log_summary", "log_outputs", "save_settings",
+           "install_error_hook", "check_output_dir"]
 
 logger = logging.getLogger(__name__)
 
 
-def find_bundle_root() -> str:
-    """The bundle folder of the config being run.
+CONFIG_FILE_OPTIONS = ("--config_file", "--config-file")
 
-    ``python -m monai.bundle run ... --config_file bundles/x/configs/train.json`` does not tell a config where it
-    lies; this reads ``--config_file`` from the command line so relative defaults work from any folder, and falls
-    back to the current folder (MONAI's convention, for runs from inside the bundle).
-    """
-    argv = sys.argv
+
+def _config_file_argument(argv: Sequence[str]) -> str | None:
+    """The first file of ``--config_file`` / ``--config-file`` (``X``, ``=X``, or a list ``"['a.json','b.json']"``)
+    on a ``python -m monai.bundle run`` command line, as Fire accepts them; None when there is none."""
     for i, arg in enumerate(argv):
-        value = argv[i + 1] if arg in ("--config_file", "--config-file") and i + 1 < len(argv) else \
-            arg.split("=", 1)[1] if arg.startswith("--config_file=") else None
-        if value:
-            first = value.strip("[]'\" ").split(",")[0].strip("'\" ")
-            configs = Path(first).resolve().parent
-            return str(configs.parent if configs.name == "configs" else configs)
-    return "."
+        name, _, value = arg.partition("=")
+        if name not in CONFIG_FILE_OPTIONS:
+            continue
+        value = value if _ else (argv[i + 1] if i + 1 < len(argv) else "")
+        first = value.strip("[]()'\" ").split(",")[0].strip("'\" ")
+        if first:
+            return first
+    return None
+
+
+def _bundle_folder(path: Path) -> Path | None:
+    """The bundle holding ``path`` (a config file or a bundle's ``configs`` folder), if it is one."""
+    for candidate in (path.parent, path.parent.parent, path):
+        if (candidate / "configs" / "metadata.json").is_file():
+            return candidate
+    return None
+
+
+def bundle_root(name: str | None = None) -> str:
+    """The folder of the bundle whose config is being parsed, so relative defaults work from any folder.
+
+    A config cannot see its own path, so this looks, in order, at the config file named on a
+    ``python -m monai.bundle run ... --config_file PATH`` command line (every spelling Fire accepts), then at the
+    bundle ``name`` among the installed ones (:func:`bundles_dir`), and falls back to the current folder (MONAI's
+    convention for runs from inside a bundle). ``--bundle_root`` on the command line, or ``bundle_root=`` given to
+    ``ConfigWorkflow``, overrides it.
+
+    Args:
+        name: the bundle's name (``brats_unet3d``): each bundle's configs pass their own.
+    """
+    argument = _config_file_argument(sys.argv)
+    found = _bundle_folder(Path(argument).resolve()) if argument else None
+    if found is None and name:
+        installed = bundles_dir() / name
+        found = installed if (installed / "configs" / "metadata.json").is_file() else None
+    return str(found) if found is not None else "."
 
 
 _MORE_SWITCH_WORDS = {"on": True, "off": False, "none": False, "": False}
@@ -83,6 +122,29 @@ def check_file(path: str | os.PathLike, what: str = "file") -> str:
     return str(path)
 
 
+def check_weights(ckpt_path: str | os.PathLike | None, torchscript_path: str | os.PathLike | None = None) -> str:
+    """The weights an inference or evaluation run will load: the TorchScript file when one is given, else the
+    checkpoint; a :class:`UserInputError` naming the missing file and the option that sets it."""
+    if torchscript_path:
+        return check_file(torchscript_path, "TorchScript file (--torchscript_path)")
+    return check_file(ckpt_path, "checkpoint (pass --ckpt_path)")
+
+
+def load_network(network_def: Any, device: Any, torchscript_path: str | os.PathLike | None = None) -> Any:
+    """The network to run: ``network_def`` on ``device``, or the TorchScript file ``torchscript_path`` when given
+    (``monai-app export``'s ``model.ts``; then ``network_def`` is left unused)."""
+    return load_torchscript(torchscript_path, device) if torchscript_path else network_def.to(device)
+
+
+def cuda_amp(amp: Any, device: Any) -> bool:
+    """Whether an engine should autocast: the ``amp`` switch (``@switches#amp``), on a CUDA device only. MONAI's
+    engines autocast with ``torch.autocast("cuda")``, which only warns on the CPU (bf16 on the CPU is the
+    AutocastInferer's job, brats_unet3d's inference)."""
+    import torch
+
+    return flag(amp, "amp") and torch.device(device).type == "cuda"
+
+
 def load_torchscript(path: str | os.PathLike, device) -> Any:
     """A TorchScript network (``monai-app export``'s ``model.ts``) on ``device``; a clear error for a missing or
     foreign file."""
@@ -124,16 +186,18 @@ def log_outputs(output_dir: str | os.PathLike, datalist: Sequence[Mapping], case
 
 def save_settings(path: str | os.PathLike, settings: Mapping[str, Any], **extra: Any) -> None:
     """Save a run's effective settings (every override key, resolved) and the library versions as JSON, so a
-    result can be traced to how it was made."""
+    result can be traced to how it was made. ``extra`` values that are objects (a loss, an optimizer) are recorded
+    by their class name."""
     import platform
 
     import monai
     import torch
 
     from monai_app import __version__
-    from monai_app.files import atomic_write_text
 
-    record = {**{k: v for k, v in settings.items()}, **extra, "argv": sys.argv,
+    plain = (str, int, float, bool, type(None), list, tuple, dict)
+    extra = {k: v if isinstance(v, plain) else type(v).__name__ for k, v in extra.items()}  # a loss: its class name
+    record = {**settings, **extra, "argv": sys.argv,
               "versions": {"monai_app": __version__, "monai": monai.__version__, "torch": torch.__version__,
                            "python": platform.python_version()},
               "hardware": {"cpu": platform.processor() or platform.machine(), "cuda": torch.cuda.is_available(),

@@ -1,4 +1,5 @@
-"""`configs/multi_gpu.json`: any bundle trained with torchrun (DDP), here 2 processes with Gloo on the CPU.
+"""Each bundle's `configs/multi_gpu_train.json`: a bundle trained with torchrun (DDP), here 2 processes with Gloo on
+the CPU.
 
 What a user would notice if it broke: the run fails or hangs, rank 1 leaves a second TensorBoard run or its own
 checkpoints, a validation metric computed on half of the cases (or a case counted twice), a run that does not
@@ -20,10 +21,14 @@ import pytest
 
 from conftest import REPO
 
-LAYER = "configs/multi_gpu.json"
 BUNDLES = sorted(p.parent.parent.name for p in (REPO / "bundles").glob("*/configs/train.json"))
 BRATS_TINY = {"channels": "[8,16,32,64]", "num_workers": 0, "sw_batch_size": 2}
 TINY_2D = {"features": "[8,16,16,32,32,8]", "num_workers": 0, "image_size": 32, "batch_size": 4}
+
+
+def layer(bundle: str) -> str:
+    """The bundle's multi-GPU layer (the model zoo's name), relative to the repository."""
+    return f"bundles/{bundle}/configs/multi_gpu_train.json"
 
 
 def configs(*paths: str) -> str:
@@ -43,7 +48,7 @@ def run(cmd: list[str], overrides: dict) -> subprocess.CompletedProcess:
 
 def torchrun(bundle: str, **overrides) -> subprocess.CompletedProcess:
     """Train ``bundle`` with the layer in 2 processes, as the README tells users to."""
-    files = configs(f"bundles/{bundle}/configs/train.json", LAYER)
+    files = configs(f"bundles/{bundle}/configs/train.json", layer(bundle))
     return run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", "-m",
                 "monai.bundle", "run", "training", "--config_file", files], overrides)
 
@@ -77,6 +82,13 @@ def check_rank_zero_outputs(out: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------ the layer, without running
+def test_every_bundle_carries_the_same_multi_gpu_layer():
+    """The five layers are one recipe: a change to one must be made to all (they are copies so that each bundle
+    stands alone, as model-zoo bundles do)."""
+    texts = {bundle: (REPO / layer(bundle)).read_text() for bundle in BUNDLES}
+    assert len(texts) == 5 and len(set(texts.values())) == 1, sorted(texts)
+
+
 @pytest.mark.parametrize("bundle", BUNDLES)
 def test_layer_overrides_keys_every_bundle_has_and_keeps_its_set_up(bundle):
     """The layer replaces `initialize` and `finalize` whole: each bundle's own items must still be in them, and
@@ -84,15 +96,16 @@ def test_layer_overrides_keys_every_bundle_has_and_keeps_its_set_up(bundle):
     from monai.bundle import ConfigParser
 
     train = ConfigParser.load_config_file(REPO / "bundles" / bundle / "configs" / "train.json")
-    layer = ConfigParser.load_config_file(REPO / LAYER)
+    overrides = ConfigParser.load_config_file(REPO / layer(bundle))
     for part in ("initialize", "finalize"):
-        assert set(train[part]) <= set(layer[part]), f"{bundle}: {part} items missing from {LAYER}"
+        assert set(train[part]) <= set(overrides[part]), f"{bundle}: {part} items missing from {layer(bundle)}"
     base = ConfigParser(train)
     for key in ("train#dataloader#shuffle", "train#trainer#train_handlers", "validate#dataloader",
                 "validate#evaluator#val_handlers", "train#handlers", "validate#handlers", "tb_writer#_target_",
                 "network", "network_def", "device"):
         assert key in base, f"{bundle}: train.json has no {key}"
-    merged = ConfigParser.load_config_files([REPO / "bundles" / bundle / "configs" / "train.json", REPO / LAYER])
+    train_file = REPO / "bundles" / bundle / "configs" / "train.json"
+    merged = ConfigParser.load_config_files([train_file, REPO / layer(bundle)])
     assert merged["train"]["dataloader"]["shuffle"] is False and merged["train"]["dataloader"]["sampler"]
     assert merged["validate"]["dataloader"]["sampler"] == "@validate#sampler"
     assert {k: v for k, v in merged["tb_writer"].items() if k != "_target_"} == \

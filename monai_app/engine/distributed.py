@@ -1,4 +1,4 @@
-"""The small glue ``configs/multi_gpu.json`` needs to train any bundle with ``torchrun`` (DistributedDataParallel).
+"""The small glue each bundle's ``configs/multi_gpu_train.json`` needs to train with ``torchrun`` (DDP).
 
 - :func:`init_process_group` / :func:`destroy_process_group`: the process group from torchrun's environment (NCCL on
   CUDA, else Gloo), with a clear error when the layer is run without torchrun.
@@ -68,7 +68,7 @@ def init_process_group(backend: str | None = None) -> None:
         return
     missing = [k for k in TORCHRUN_ENV if k not in os.environ]
     if missing:
-        raise UserInputError(f"configs/multi_gpu.json runs under torchrun (no {', '.join(missing)} in the "
+        raise UserInputError(f"configs/multi_gpu_train.json runs under torchrun (no {', '.join(missing)} in the "
                              "environment): start it with `torchrun --nproc_per_node=N -m monai.bundle run ...`, or "
                              "leave the layer out to train in one process")
     backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
