@@ -7,7 +7,8 @@ post-processing, parsed from its ``train.json`` by MONAI's ``ConfigWorkflow`` (h
 epoch, or write one scalar per step). It is fed by
   - pre-made batches already in memory (the compute bound), or
   - the bundle's own train transforms over synthetic cases, through the dataset and loader of each row:
-    the default (the deterministic transforms cached on disk by ``monai_app.engine.data_loading.DiskCacheDataset``, MONAI's
+    the default (the deterministic transforms cached on disk by
+    ``monai_app.engine.data_loading.DiskCacheDataset``, MONAI's
     ``PersistentDataset``, read by a ``ThreadDataLoader`` with ``num_workers`` 0 on <= 2 cores), the previous
     default (no cache, ``DataLoader`` with 2 worker processes), no cache without workers, and ``CacheDataset``
     (``cache_rate`` 1.0, in RAM) with workers or with ``ThreadDataLoader``.

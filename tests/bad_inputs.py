@@ -4,7 +4,6 @@ and returns the fragment the one-line error must contain (used by test_bad_input
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Callable

@@ -1,5 +1,5 @@
-"""The training datasets' caches (``monai_app.engine.data_loading``) through the real bundle configs: what is cached where,
-that a cache never serves files made with other settings, and that a damaged cache file is recomputed."""
+"""The training datasets' caches (``monai_app.engine.data_loading``) through the real bundle configs: what is
+cached where, that a cache never serves files made with other settings, and that a damaged cache file is recomputed."""
 
 from __future__ import annotations
 

@@ -4,8 +4,10 @@
   ``key_val_metric`` of an evaluator with ``decollate=True``.
 - :func:`confusion_matrix` and :func:`class_scores`: one image's (K, K) matrix, and IoU, Dice, precision, recall and
   pixel accuracy from any matrix (rows: reference class, columns: predicted class).
-- :class:`ClassMetrics`: a handler that keeps one matrix per image and, at the end of each epoch, puts the
-  dataset-level scores (from the summed matrix) into ``engine.state.metrics`` and writes the tables and heat map.
+- :func:`mean_iou_metric`, :func:`tag` and :func:`plot_confusion_matrix` (the heat map of ``eval/``).
+
+The handler that keeps one matrix per image and writes the tables, :class:`monai_app.engine.handlers.ClassMetrics`,
+is built on these.
 
 Reference values outside ``[0, num_classes)`` (255 in VOC, a dropped "void" class) are ignored everywhere.
 """

@@ -1,6 +1,6 @@
 """Per-case metric tables: ``per_case.csv`` (one row per case) and ``summary.json`` (statistics per column).
 
-These are the ``eval/`` outputs of the bundle contract (see ``ARCHITECTURE.md``); every scorer writes them here.
+These are the ``eval/`` outputs of the bundle contract (see ``docs/ARCHITECTURE.md``); every scorer writes them here.
 """
 
 from __future__ import annotations

@@ -113,15 +113,15 @@ class CheckImaged(MapTransform):
             if channels != self.channels:
                 found = f"a single {self.spatial_dims}-D volume of shape {spatial}" if channels == 1 else \
                     f"{channels} channels"
-                raise DatasetError(f"{source_name(img)}: {found}; expected {expected}, e.g. a {self.spatial_dims + 1}-D "
-                                   "file with the channels last")
+                raise DatasetError(f"{source_name(img)}: {found}; expected {expected}, e.g. a "
+                                   f"{self.spatial_dims + 1}-D file with the channels last")
             plain = torch.as_tensor(img)
             # one reduction first (NaN / inf propagate through a sum); count the voxels only when it fails
             bad = int((~torch.isfinite(plain)).sum()) if plain.is_floating_point() and not torch.isfinite(
                 plain.sum()) else 0
             if bad:
-                raise DatasetError(f"{source_name(img)}: {bad} voxel(s) are NaN or infinite; replace them (e.g. with 0) "
-                                   "and run this case again")
+                raise DatasetError(f"{source_name(img)}: {bad} voxel(s) are NaN or infinite; replace them (e.g. with "
+                                   "0) and run this case again")
         return d
 
 
@@ -199,7 +199,8 @@ class WriteCased(MapTransform):
     def __init__(self, keys: KeysCollection, output_dir: str, extension: str = ".nii.gz", case_key: str = "case_id",
                  output_dtype: type = np.uint8, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.output_dir, self.extension, self.case_key, self.output_dtype = output_dir, extension, case_key, output_dtype
+        self.output_dir, self.extension = output_dir, extension
+        self.case_key, self.output_dtype = case_key, output_dtype
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         from monai.data.image_writer import resolve_writer

@@ -56,7 +56,7 @@ def _msd(root: Path, train: list[str], test: list[str]) -> Path:
 # A (1, 2, 2, 1) label map holding background and the three tumour labels of each layout, voxel by voxel:
 #   [0, 0] background, [0, 1] first tumour label, [1, 0] second, [1, 1] third.
 # MSD: 1 edema, 2 non-enhancing core, 3 enhancing.  2018-21: 1 NCR/NET, 2 edema, 4 enhancing.  2023: 1 NCR, 2 edema,
-# 3 enhancing.  Expected region masks (WT, TC, ET) follow DATASETS.md section 1, written out voxel by voxel.
+# 3 enhancing.  Expected region masks (WT, TC, ET) follow docs/DATASETS.md section 1, written out voxel by voxel.
 @pytest.mark.parametrize("fmt, labels, wt, tc, et", [
     ("msd", [[0, 1], [2, 3]], [[0, 1], [1, 1]], [[0, 0], [1, 1]], [[0, 0], [0, 1]]),
     ("brats2021", [[0, 1], [2, 4]], [[0, 1], [1, 1]], [[0, 1], [0, 1]], [[0, 0], [0, 1]]),
@@ -71,7 +71,7 @@ def test_label_to_regions_per_layout(fmt, labels, wt, tc, et):
 
 
 def test_monai_brats_converter_misreads_msd_labels():
-    """The trap of DATASETS.md: MONAI's converter assumes ET = 4, so on MSD labels its ET is empty and its TC is
+    """The trap of docs/DATASETS.md: MONAI's converter assumes ET = 4, so on MSD labels its ET is empty and its TC is
     edema; ours puts the label-3 voxels in ET."""
     label = torch.tensor([[0, 1], [2, 3]], dtype=torch.uint8)[None, :, :, None]
     monai_tc, _, monai_et = ConvertToMultiChannelBasedOnBratsClasses()(label)  # MONAI's order: TC, WT, ET
