@@ -16,8 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLES = Path(os.environ.get("MONAI_APP_SAMPLES") or REPO.parent / "shared" / "samples")
 VOC_SAMPLES = SAMPLES / "VOCdevkit"
 CAMVID_SAMPLES = SAMPLES / "camvid_dataset1"
-# Real Clothing Co-Parsing files (Apache-2.0), copied into the repository: tests/data/README.md
-CCP_SAMPLES = REPO / "tests" / "data" / "ccp"
+# Real Clothing Co-Parsing files (Apache-2.0), copied into the repository: tests/samples/README.md
+CCP_SAMPLES = REPO / "tests" / "samples" / "ccp"
 BRATS_BUNDLE = REPO / "bundles" / "brats_unet3d"
 
 torch.set_num_threads(max(1, torch.get_num_threads()))
