@@ -34,10 +34,10 @@ def _config_file_argument(argv: Sequence[str]) -> str | None:
     """The first file of ``--config_file`` / ``--config-file`` (``X``, ``=X``, or a list ``"['a.json','b.json']"``)
     on a ``python -m monai.bundle run`` command line, as Fire accepts them; None when there is none."""
     for i, arg in enumerate(argv):
-        name, _, value = arg.partition("=")
+        name, equals, value = arg.partition("=")
         if name not in CONFIG_FILE_OPTIONS:
             continue
-        value = value if _ else (argv[i + 1] if i + 1 < len(argv) else "")
+        value = value if equals else (argv[i + 1] if i + 1 < len(argv) else "")
         first = value.strip("[]()'\" ").split(",")[0].strip("'\" ")
         if first:
             return first
