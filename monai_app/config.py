@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from monai_app import __version__
 from monai_app.errors import UserInputError, install_error_hook
 from monai_app.files import atomic_write_text, check_output_dir
 
@@ -193,7 +194,6 @@ def save_settings(path: str | os.PathLike, settings: Mapping[str, Any], **extra:
     import monai
     import torch
 
-    from monai_app import __version__
 
     plain = (str, int, float, bool, type(None), list, tuple, dict)
     extra = {k: v if isinstance(v, plain) else type(v).__name__ for k, v in extra.items()}  # a loss: its class name

@@ -3,8 +3,8 @@
 ``monai-app validate <bundle> --dataset-dir DIR`` lists the cases with the listing code of the loaders training
 uses (``monai_app.datasets.<format>``), then decodes every file (so truncated or corrupt files are found) and checks
 what the format requires: channels, shapes and affines that agree, label values of the format's convention (see
-``docs/DATASETS.md``), finite and non-empty volumes, photo and mask sizes. Layout problems (a missing folder, a malformed
-``dataset.json``, no cases) are reported as problems too, never raised.
+``docs/DATASETS.md``), finite and non-empty volumes, photo and mask sizes. Layout problems (a missing folder, a
+malformed ``dataset.json``, no cases) are reported as problems too, never raised.
 
 This module is the generic driver: :data:`monai_app.datasets.REGISTRY` names each bundle's dataset module, whose
 ``cases_to_check`` and ``check_case`` (built on :mod:`monai_app.datasets.checks`) do the dataset's own checks.
@@ -14,13 +14,18 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import os
 from collections import Counter
 from pathlib import Path
 
+from monai_app.config import flag
 from monai_app.datasets import REGISTRY, DatasetEntry
 from monai_app.datasets.checks import ValidationResult, photo_notes
 from monai_app.errors import DatasetError, UserInputError
+from monai_app.files import atomic_write_text, check_output_dir
+
+logger = logging.getLogger(__name__)
 
 BUNDLES = tuple(REGISTRY)  # the bundles whose datasets can be checked, in registry order
 
@@ -191,11 +196,6 @@ def check_before_training(bundle: str, dataset_dir: str | os.PathLike, dataset_f
         UserInputError: ``output_dir`` cannot be written to (checked even when ``enabled`` is false).
         DatasetError: the dataset has problems; the message lists them (as ``monai-app validate`` prints them).
     """
-    import logging
-
-    from monai_app.config import flag
-    from monai_app.files import atomic_write_text, check_output_dir
-
     if output_dir is not None:
         check_output_dir(output_dir)
     if not flag(enabled, "validate_data"):
@@ -208,12 +208,11 @@ def check_before_training(bundle: str, dataset_dir: str | os.PathLike, dataset_f
     key, fingerprint = _record_key(bundle, root, dataset_format, options), _fingerprint(root)
     if _checked_before(record, key, fingerprint):
         return
-    log = logging.getLogger(__name__)
-    log.info("checking %s before training (every case is read once; `--validate_data false` skips this)", root)
+    logger.info("checking %s before training (every case is read once; `--validate_data false` skips this)", root)
     result = validate_dataset(bundle, root, None if dataset_format == "auto" else dataset_format, **options)
     if not result.ok:
         raise _problems_error(result, bundle, root)
     if record is not None:
         record.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(record, json.dumps({"key": key, "cases": result.cases, "files": fingerprint}))
-    log.info("%s: no problems found in %s", root, _plural(result.cases, "case"))
+    logger.info("%s: no problems found in %s", root, _plural(result.cases, "case"))

@@ -25,7 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from monai_app.errors import UserInputError
+from monai_app.config import bundle_path
+from monai_app.engine.checkpoints import load_objects
+from monai_app.errors import UserInputError, user_error
 from monai_app.files import atomic_path, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -61,8 +63,6 @@ def _dynamic_steps(parser, dynamic_spatial: bool) -> dict[int, int]:
 
 
 def _load_network(parser, ckpt: Path) -> torch.nn.Module:
-    from monai_app.engine.checkpoints import load_objects
-
     net = parser.get_parsed_content("network_def")
     load_objects(ckpt, {"model": net})  # torch.load(weights_only=True); one-line errors naming the file
     return net.eval()
@@ -126,8 +126,6 @@ def _export_and_check(fmt: str, path: Path, ckpt: Path, net, example, reference,
     """
     from monai.bundle import ckpt_export
 
-    from monai_app.errors import user_error
-
     try:
         if fmt == "onnx":
             return _export_onnx(path, net, example, reference, steps, common, result)
@@ -183,8 +181,6 @@ def _checked_arguments(bundle: str | os.PathLike, ckpt_path: str | os.PathLike,
     Raises:
         UserInputError: unknown bundle or format, or a missing checkpoint.
     """
-    from monai_app.config import bundle_path
-
     root, ckpt = bundle_path(bundle), Path(ckpt_path)
     if not ckpt.is_file():
         raise UserInputError(f"{ckpt}: checkpoint file does not exist")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from monai_app.config import bundles_dir
 from monai_app.errors import UserInputError
 from monai_app.files import atomic_path, atomic_write_text
 from monai_app.metrics.tables import STATS, summarise
@@ -149,8 +150,6 @@ def _strip_figure(columns: list[str], values: np.ndarray, title: str, unit: str)
 
 
 def _bundle_name(run: Path, settings: dict) -> str:
-    from monai_app.config import bundles_dir
-
     known = {p.name for p in bundles_dir().iterdir() if (p / "configs").is_dir()} if bundles_dir().is_dir() else set()
     words = [w for a in settings.get("argv", []) for w in str(a).replace("\\", "/").split("/")]
     return next((w for w in words if w in known), settings.get("bundle", "unknown bundle"))

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from monai_app.datasets.splits import load_or_make_split
 from monai_app.errors import DatasetError
 from monai_app.files import unfinished_cases
 
@@ -218,8 +219,6 @@ def make_datalists(
 ) -> dict[str, list[dict]]:
     """Datalists ``{"train", "validation", "test"}`` of the labelled cases, split with ``seed`` and saved in
     ``output_dir/split.json`` (reused when it exists, so evaluation scores what training held out)."""
-    from monai_app.datasets.splits import load_or_make_split
-
     cases = find_cases(dataset_dir, dataset_format, "train")
     split = load_or_make_split([c["case_id"] for c in cases], output_dir, seed, val_fraction, test_fraction)
     by_id = {c["case_id"]: c for c in cases}

@@ -18,6 +18,7 @@ import numpy as np
 from monai_app.datasets.checks import ValidationResult, check_2d_case, label_image_of, merge_parts, values_outside
 from monai_app.datasets.images import images_in
 from monai_app.datasets.rle import rle_decode, rle_encode
+from monai_app.datasets.splits import load_or_make_split
 from monai_app.errors import DatasetError
 from monai_app.files import atomic_write_text
 
@@ -106,8 +107,6 @@ def make_datalists(dataset_dir: str | os.PathLike, output_dir: str | os.PathLike
                    seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.1) -> dict[str, list[dict]]:
     """Datalists ``{"train", "validation", "test"}`` split over **cars** with ``seed``; the car ids of each part
     are saved in ``output_dir/split.json`` and reused."""
-    from monai_app.datasets.splits import load_or_make_split
-
     cases = find_cases(dataset_dir, mask_source)
     split = load_or_make_split([car_id(c["case_id"]) for c in cases], output_dir, seed, val_fraction, test_fraction)
     return {part: [c for c in cases if car_id(c["case_id"]) in set(cars)] for part, cars in split.items()}

@@ -28,8 +28,10 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
+from monai_app.config import bundle_path
 from monai_app.datasets.checks import ValidationResult, check_2d_case, merge_parts, values_outside
 from monai_app.datasets.images import images_in
+from monai_app.datasets.splits import load_or_make_split
 from monai_app.errors import DatasetError, UserInputError
 
 logger = logging.getLogger(__name__)
@@ -227,8 +229,6 @@ def make_datalists(dataset_dir: str | os.PathLike, output_dir: str | os.PathLike
     Raises:
         DatasetError: a negative count or none for training, or see :func:`find_cases`.
     """
-    from monai_app.datasets.splits import load_or_make_split
-
     counts = {"train": train, "validation": validation, "test": test}
     if any(not isinstance(n, int) or n < 0 for n in counts.values()) or train < 1:
         raise DatasetError(f"split counts must be integers >= 0 (train >= 1), got {counts}")
@@ -322,8 +322,6 @@ def class_pixel_counts(cases: Sequence[Mapping], grouping: Grouping) -> list[int
 
 def default_grouping_file() -> Path:
     """The grouping the ``ccp_unet2d`` bundle ships: ``configs/ccp_59_to_14.json``."""
-    from monai_app.config import bundle_path
-
     return bundle_path("ccp_unet2d") / "configs" / "ccp_59_to_14.json"
 
 

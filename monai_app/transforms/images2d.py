@@ -128,7 +128,8 @@ class RandBoxBlurd(RandomizableTransform, MapTransform):
     MONAI's ``MeanFilter`` is not used: its kernel is all ones, so it sums the neighbourhood instead of averaging.
     """
 
-    def __init__(self, keys: KeysCollection, prob: float = 0.2, size: int = 3, allow_missing_keys: bool = False) -> None:
+    def __init__(self, keys: KeysCollection, prob: float = 0.2, size: int = 3,
+                 allow_missing_keys: bool = False) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
         RandomizableTransform.__init__(self, prob)
         self.size = size
