@@ -30,12 +30,17 @@ class BratsFormat:
     """One layout's label numbers and modality file suffixes.
 
     Attributes:
-        name: ``msd``, ``brats2021`` or ``brats2023``.
-        edema: label of peritumoral edema.
-        necrosis: label of the necrotic / non-enhancing tumour core.
-        enhancing: label of the enhancing tumour.
+        name: ``msd``, ``brats2021``, ``brats2023`` or ``brats2024ped``.
+        edema: label of peritumoral edema (SNFH, PED: ED).
+        necrosis: label of the necrotic / non-enhancing tumour core (NETC).
+        enhancing: label of the enhancing tumour (ET).
         suffixes: file-name suffix of each channel of :data:`CHANNELS`, then of the segmentation (per-modality
             layouts only).
+        cystic: label of the cystic component (CC, BraTS-PED 2024-2025: part of the tumour core), if the layout
+            has one.
+        cavity: label of the resection cavity (RC, BraTS 2024-2025 post-treatment glioma and MET 2025), which is
+            not tumour: outside WT, TC and ET. Accepted wherever it is present; cases without it are valid too.
+        groups: the label groups the challenge scores besides WT, TC and ET, as ``{name: labels}``.
     """
 
     name: str
@@ -43,11 +48,15 @@ class BratsFormat:
     necrosis: int
     enhancing: int
     suffixes: tuple[str, ...] = ()
+    cystic: int | None = None
+    cavity: int | None = None
+    groups: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
     @property
     def labels(self) -> tuple[int, ...]:
         """The label values a reference segmentation may hold."""
-        return tuple(sorted((0, self.edema, self.necrosis, self.enhancing)))
+        extra = tuple(v for v in (self.cystic, self.cavity) if v is not None)
+        return tuple(sorted((0, self.edema, self.necrosis, self.enhancing, *extra)))
 
     def unknown_labels(self, values) -> list[int | float]:
         """The values among ``values`` that are not labels of this format, compared exactly (2.5 is not 2)."""
@@ -55,10 +64,18 @@ class BratsFormat:
         return [int(v) if v.is_integer() else v for v in unknown]
 
     @property
+    def core(self) -> list[int]:
+        """Labels of the tumour core: necrosis / non-enhancing core, enhancing tumour, and a cystic component."""
+        return sorted(v for v in (self.necrosis, self.enhancing, self.cystic) if v is not None)
+
+    @property
     def regions(self) -> list[list[int]]:
-        """Label sets of WT, TC and ET, in :data:`REGIONS` order."""
-        return [sorted([self.edema, self.necrosis, self.enhancing]), sorted([self.necrosis, self.enhancing]),
-                [self.enhancing]]
+        """Label sets of WT, TC and ET, in :data:`REGIONS` order (the resection cavity is in none of them)."""
+        return [sorted([self.edema, *self.core]), self.core, [self.enhancing]]
+
+    def scored_groups(self) -> dict[str, list[int]]:
+        """``{name: labels}`` of every region the challenge scores: WT, TC, ET, then the layout's label groups."""
+        return {**dict(zip(REGIONS, self.regions)), **{name: list(labels) for name, labels in self.groups}}
 
 
 FORMATS = {
@@ -67,10 +84,26 @@ FORMATS = {
     # BraTS 2018-2021: 1 NCR/NET, 2 edema, 4 enhancing (no 3).
     "brats2021": BratsFormat("brats2021", edema=2, necrosis=1, enhancing=4,
                              suffixes=("_flair", "_t1", "_t1ce", "_t2", "_seg")),
-    # BraTS 2023 glioma: 1 NCR, 2 edema, 3 enhancing; t2f = FLAIR, t1n = T1, t1c = T1 with contrast, t2w = T2.
-    "brats2023": BratsFormat("brats2023", edema=2, necrosis=1, enhancing=3,
-                             suffixes=("-t2f", "-t1n", "-t1c", "-t2w", "-seg")),
+    # BraTS 2023-2025 GLI, MEN, MET, SSA, GoAT: 1 NETC, 2 SNFH (edema), 3 ET, and from 2024 4 RC (resection cavity)
+    # in post-treatment glioma and MET 2025; t2f = FLAIR, t1n = T1, t1c = T1 with contrast, t2w = T2.
+    "brats2023": BratsFormat("brats2023", edema=2, necrosis=1, enhancing=3, cavity=4,
+                             suffixes=("-t2f", "-t1n", "-t1c", "-t2w", "-seg"),
+                             groups=(("netc", (1,)), ("snfh", (2,)), ("rc", (4,)))),
+    # BraTS-PED 2024-2025: 1 ET, 2 NETC, 3 CC (cystic component), 4 ED; TC = {1, 2, 3}, WT = {1, 2, 3, 4}.
+    "brats2024ped": BratsFormat("brats2024ped", edema=4, necrosis=2, enhancing=1, cystic=3,
+                                suffixes=("-t2f", "-t1n", "-t1c", "-t2w", "-seg"),
+                                groups=(("netc", (2,)), ("cc", (3,)), ("ed", (4,)))),
 }
+
+SUBCHALLENGE_RE = re.compile(r"BraTS-([A-Za-z]+)-\d{5}-\d{3}")
+"""A BraTS 2023-2025 case id, ``BraTS-<CODE>-<5 digits>-<3 digits>``; group 1 is the sub-challenge code."""
+
+
+def subchallenge(case_id: str) -> str | None:
+    """The sub-challenge code (``GLI``, ``MEN``, ``MET``, ``PED``, ``SSA``, ``GoAT``...) in a BraTS 2023-2025 case
+    id or file name, else None."""
+    match = SUBCHALLENGE_RE.search(case_id)
+    return match.group(1) if match else None
 
 
 def get_format(name: str) -> BratsFormat:
