@@ -36,7 +36,9 @@ EXAMPLES = {
     "export": ["monai-app export brats_unet3d --ckpt runs/brats/models/model.pt",
                "monai-app infer brats_unet3d --input case.nii.gz --output-dir preds "
                "--torchscript runs/brats/models/model.ts"],
-    "score": ["monai-app score --pred preds --ref data/reference_labels --format msd --out scores"],
+    "score": ["monai-app score --pred preds --ref data/reference_labels --format msd --out scores",
+              "monai-app score --pred preds --ref data/BraTS2024-GLI-Training --metrics brats2025 --workers 4 "
+              "--out scores"],
 }
 
 
@@ -159,10 +161,10 @@ def cmd_synth(args, extra):
 
 
 def cmd_score(args, extra):
-    from monai_app.metrics.brats import score_folders
     from monai_app.config import log_summary
+    from monai_app.metrics.folders import score_folders
 
-    score_folders(args.pred, args.ref, args.format, args.out)
+    score_folders(args.pred, args.ref, args.format, args.out, scoring=args.metrics, workers=args.workers)
     log_summary(args.out)
     print(f"\nper-case metrics: {Path(args.out).resolve() / 'per_case.csv'}")
     return 0
@@ -288,12 +290,19 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--fixed-size", action="store_true", help="ONNX: fixed spatial size (the bundle's patch "
                         "size) instead of dynamic axes, for runtimes that want static shapes")
     export.set_defaults(func=cmd_export)
-    score = sub.add_parser("score", help="score a folder of label maps against references (BraTS Dice, HD95)",
-                           epilog=_epilog("score"), **raw)
+    score = sub.add_parser("score", help="score a folder of label maps against references (BraTS Dice, HD95, "
+                           "lesion-wise scores)", epilog=_epilog("score"), **raw)
     score.add_argument("--pred", required=True, help="folder of predicted label maps <case_id>.nii[.gz]")
-    score.add_argument("--ref", required=True, help="folder of reference label maps")
-    score.add_argument("--format", required=True, help="label convention: msd, brats2021 or brats2023")
-    score.add_argument("--out", required=True, help="folder for per_case.csv and summary.json")
+    score.add_argument("--ref", required=True, help="folder of reference label maps (<case_id>[-seg].nii[.gz]), or "
+                       "a BraTS 2023-2025 dataset folder as downloaded (case folders with -seg files)")
+    score.add_argument("--format", default="auto", help="label convention: auto (default: from BraTS 2023-2025 file "
+                       "names), msd, brats2021, brats2023 or brats2024ped")
+    score.add_argument("--metrics", choices=["brats2021", "brats2023", "brats2025"], help="scoring convention: "
+                       "brats2021 (whole-volume Dice and HD95; default for msd and brats2021), brats2023 (the 2023 "
+                       "lesion-wise rule) or brats2025 (the official BraTS-evaluation package; default for "
+                       "brats2023 and brats2024ped)")
+    score.add_argument("--workers", type=int, default=1, help="cases scored in parallel (default 1)")
+    score.add_argument("--out", required=True, help="folder for per_case.csv, summary.json and scoring.json")
     score.set_defaults(func=cmd_score)
     return parser
 

@@ -173,7 +173,7 @@ def test_evaluation_agrees_with_scoring_the_written_label_maps(trained, tmp_path
     """`evaluate` (in memory, nested regions) and `monai-app score` on what inference wrote must give the same
     numbers: on 1-mm volumes, with flipped axes, they measure the same label maps."""
     from monai_app.synthetic.brats import write_brats
-    from monai_app.metrics.brats import score_folders
+    from monai_app.metrics.folders import score_folders
 
     data = tmp_path / "Task01_BrainTumour"
     write_brats(data, cases=2, dataset_format="msd", seed=11, shape=(40, 44, 36), test_cases=0)

@@ -17,7 +17,8 @@ import torch
 from monai.data import MetaTensor, list_data_collate
 
 from monai_app.errors import UserInputError
-from monai_app.metrics.brats import BratsHausdorffDistanceMetric, score_folders
+from monai_app.metrics.brats import BratsHausdorffDistanceMetric
+from monai_app.metrics.folders import score_folders
 from monai_app.metrics.tables import write_metric_tables
 
 SHAPE = (20, 20, 20)
@@ -149,7 +150,9 @@ def test_missing_prediction_names_case(tmp_path):
     with pytest.raises(UserInputError, match="b_shift") as e:
         score_folders(pred, ref, "msd", tmp_path / "eval")
     assert "1 of 5" in str(e.value)
-    assert not (tmp_path / "eval" / "per_case.csv").exists()
+    # the other cases are scored and written; the missing one is named in scoring.json
+    assert [r[0] for r in _read_rows(tmp_path / "eval" / "per_case.csv")[1:]] == sorted(set(EXPECTED) - {"b_shift"})
+    assert list(json.loads((tmp_path / "eval" / "scoring.json").read_text())["not_scored"]) == ["b_shift"]
 
 
 def test_shape_mismatch_names_case(tmp_path):

@@ -1,4 +1,5 @@
-"""BraTS scoring on top of MONAI's metrics: HD95 with the BraTS empty-mask convention, and folder-to-folder scoring.
+"""BraTS scoring on top of MONAI's metrics: HD95 with the BraTS empty-mask convention for the evaluation engine, and
+the per-case scores of a label map under each scoring convention (:mod:`monai_app.metrics.lesions`).
 
 Dice needs no code of ours: ``monai.metrics.DiceMetric(include_background=True, ignore_empty=False)`` already
 scores a case with both masks empty as 1 and a prediction on an empty reference as 0 (the BraTS convention).
@@ -9,30 +10,25 @@ one-empty as 373.13 mm (the diagonal of a 240x240x155 mm volume). :class:`BratsH
 from __future__ import annotations
 
 import logging
-import os
+import math
 import warnings
-from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from monai.metrics import DiceMetric, HausdorffDistanceMetric
+from monai.metrics import HausdorffDistanceMetric
 from monai.utils import MetricReduction
-from tqdm import tqdm
 
-from monai_app.datasets.brats import NIFTI_RE, REGIONS, BratsFormat, get_format
+from monai_app.datasets.brats import REGIONS, BratsFormat, get_format, subchallenge
 from monai_app.errors import UserInputError
-from monai_app.metrics.tables import write_metric_tables
-from monai_app.transforms.brats import brats_region_masks
+from monai_app.metrics.lesions import (EMPTY_DISTANCE_2021, LESION_COLUMNS, score_brats2021, score_brats2023,
+                                      score_brats2025)
 
 logger = logging.getLogger(__name__)
 
-BRATS_EMPTY_DISTANCE = 373.13
+BRATS_EMPTY_DISTANCE = EMPTY_DISTANCE_2021
 """HD95 (mm) BraTS gives a case where exactly one of prediction and reference is empty."""
-
-COLUMNS = [f"dice_{r}" for r in REGIONS] + [f"hd95_{r}" for r in REGIONS]
 
 
 def _spacing_from_affine(affine: torch.Tensor, batch_size: int, img_dim: int) -> list[list[float]]:
@@ -94,97 +90,62 @@ class BratsHausdorffDistanceMetric(HausdorffDistanceMetric):
         return torch.where(pred_any ^ ref_any, torch.full_like(hd, self.empty_distance), hd)
 
 
-def _case_files(folder: Path, what: str) -> dict[str, Path]:
-    """``{case_id: path}`` of the visible NIfTI files directly in ``folder``."""
-    if not folder.is_dir():
-        raise UserInputError(f"{folder}: {what} folder does not exist or is not a folder")
-    files: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith((".", "_")) or not NIFTI_RE.search(path.name) or not path.is_file():
-            continue
-        case_id = NIFTI_RE.sub("", path.name)
-        if case_id in files:
-            raise UserInputError(f"{folder}: two {what} files for case {case_id}: {files[case_id].name}, {path.name}")
-        files[case_id] = path
-    return files
+SCORING = ("brats2021", "brats2023", "brats2025")
+"""The scoring conventions, each named after the challenge year whose numbers it reproduces."""
+RULES_2023 = {"GLI": (3, 50.0), "SSA": (3, 50.0), "PED": (3, 50.0), "MEN": (1, 50.0), "MET": (1, 2.0)}
+"""BraTS 2023 lesion rule per sub-challenge: (dilation iterations, largest left-out reference lesion in mm^3)."""
+GROUPS_2025 = {"GLI": ("netc", "snfh", "rc"), "SSA": ("netc", "snfh", "rc"), "MET": ("rc",), "MEN": (), "GoAT": (),
+               "PED": ("netc", "cc", "ed")}
+"""Label groups the official 2025 configurations score besides WT, TC and ET, per sub-challenge."""
+SCORERS = {"brats2021": score_brats2021, "brats2023": score_brats2023, "brats2025": score_brats2025}
 
 
-def _load_label(path: Path, fmt: BratsFormat) -> tuple[np.ndarray, nib.Nifti1Image]:
-    """Load a 3D label map, check its values against ``fmt``; returns (data, image)."""
-    try:
-        img = nib.load(str(path))
-        data = np.asanyarray(img.dataobj)
-    except Exception as e:  # nibabel raises several types for unreadable files
-        raise UserInputError(f"{path}: cannot read as NIfTI ({e})") from None
-    while data.ndim > 3 and data.shape[-1] == 1:  # some tools write (X, Y, Z, 1)
-        data = data[..., 0]
-    if data.ndim != 3:
-        raise UserInputError(f"{path}: a label map must be 3D, got shape {data.shape}")
-    bad = fmt.unknown_labels(np.unique(data))
-    if bad:
-        raise UserInputError(f"{path}: label values {bad} are not {fmt.name} labels {list(fmt.labels)}")
-    return data.astype(np.int16), img  # checked: whole, small numbers; int16 is native-endian for torch
+def default_scoring(dataset_format: str) -> str:
+    """``brats2025`` for the 2023-2025 layouts, ``brats2021`` for MSD and BraTS 2018-2021."""
+    return "brats2025" if get_format(dataset_format).groups else "brats2021"
 
 
-def _match_cases(pred_dir: Path, ref_dir: Path) -> list[tuple[str, Path, Path]]:
-    """(case_id, prediction, reference) for every reference case; every one must have a prediction."""
-    refs, preds = _case_files(ref_dir, "reference"), _case_files(pred_dir, "prediction")
-    if not refs:
-        raise UserInputError(f"{ref_dir}: no reference label maps (*.nii, *.nii.gz) in this folder")
-    missing = sorted(set(refs) - set(preds))
-    if missing:
-        raise UserInputError(f"{pred_dir}: no prediction for {len(missing)} of {len(refs)} reference cases, e.g. "
-                             f"{', '.join(missing[:5])}")
-    extra = sorted(set(preds) - set(refs))
-    if extra:
-        logger.warning("%s: ignoring %d predictions without a reference, e.g. %s", pred_dir, len(extra),
-                       ", ".join(extra[:5]))
-    return [(case_id, preds[case_id], refs[case_id]) for case_id in sorted(refs)]
+def check_scoring(scoring: str) -> str:
+    """``scoring`` itself; a clear error for an unknown convention."""
+    if scoring not in SCORING:
+        raise UserInputError(f"unknown scoring convention {scoring!r}; choose one of {', '.join(SCORING)}")
+    return scoring
 
 
-def _score_case(case_id: str, pred_path: Path, ref_path: Path, fmt: BratsFormat, dice: DiceMetric,
-                hd95: BratsHausdorffDistanceMetric) -> dict:
-    """One row of scores: Dice and HD95 (mm, at the reference's voxel size) of WT, TC and ET."""
-    pred, pred_img = _load_label(pred_path, fmt)
-    ref, ref_img = _load_label(ref_path, fmt)
-    if pred.shape != ref.shape:
-        raise UserInputError(f"case {case_id}: prediction {pred_path} has shape {pred.shape} but reference "
-                             f"{ref_path} has shape {ref.shape}")
-    if not np.allclose(pred_img.affine, ref_img.affine, atol=1e-3):
-        logger.warning("case %s: prediction and reference affines differ; scoring voxel to voxel", case_id)
-    y_pred = brats_region_masks(torch.from_numpy(pred), fmt).unsqueeze(0).float()
-    y = brats_region_masks(torch.from_numpy(ref), fmt).unsqueeze(0).float()
-    spacing = [float(z) for z in ref_img.header.get_zooms()[:3]]
-    d = dice(y_pred, y)[0].tolist()
-    h = hd95(y_pred, y, spacing=spacing)[0].tolist()
-    return {"case_id": case_id, **dict(zip(COLUMNS, d + h))}
+def scored_groups(fmt: BratsFormat, case_id: str) -> dict[str, list[int]]:
+    """``{name: labels}`` of the regions scored for one case: WT, TC, ET and the label groups its sub-challenge's
+    official configuration scores (every group of the layout when the id names no sub-challenge)."""
+    groups = fmt.scored_groups()
+    names = GROUPS_2025.get(subchallenge(case_id) or "", tuple(name for name, _ in fmt.groups))
+    return {name: labels for name, labels in groups.items() if name in REGIONS or name in names}
 
 
-def score_folders(pred_dir: str | os.PathLike, ref_dir: str | os.PathLike, dataset_format: str,
-                  out_dir: str | os.PathLike) -> dict:
-    """Score a folder of predicted BraTS label maps against a folder of references, as nnU-Net evaluates folders.
+def score_columns(fmt: BratsFormat, scoring: str) -> list[str]:
+    """Columns of ``per_case.csv`` for a layout and convention: ``dice_R``, ``hd95_R``, then for the lesion-wise
+    conventions ``lesion_dice_R``, ``lesion_hd95_R``, ``lesion_tp_R``, ``lesion_fp_R`` and ``lesion_fn_R``."""
+    regions = list(fmt.scored_groups())
+    kinds = ["dice", "hd95"] + (list(LESION_COLUMNS) if scoring != "brats2021" else [])
+    return [f"{kind}_{region}" for kind in kinds for region in regions]
 
-    Files are matched by case id (the file name without ``.nii`` / ``.nii.gz``; names starting with ``.`` or ``_``
-    are ignored). Each case gets Dice (BraTS convention) and HD95 in mm for WT, TC and ET.
+
+def score_label_maps(pred: np.ndarray, ref: np.ndarray, fmt: BratsFormat, spacing, scoring: str,
+                     case_id: str = "") -> dict:
+    """Scores of one case: every column of :func:`score_columns` for the regions of :func:`scored_groups` (the
+    layout's other groups stay NaN).
 
     Args:
-        pred_dir: predicted label maps, from any tool, in the label convention of ``dataset_format``.
-        ref_dir: reference label maps.
-        dataset_format: ``msd``, ``brats2021`` or ``brats2023`` (label numbering of both folders).
-        out_dir: where ``per_case.csv`` and ``summary.json`` are written.
-
-    Returns:
-        The summary written to ``summary.json``.
-
-    Raises:
-        UserInputError: a folder is missing or empty, a reference case has no prediction, shapes differ, or a
-            file holds label values outside ``dataset_format``.
+        pred, ref: label maps of one shape, in ``fmt``'s numbers.
+        fmt: the label convention.
+        spacing: voxel size (mm) per axis.
+        scoring: ``brats2021``, ``brats2023`` or ``brats2025``.
+        case_id: names the sub-challenge (``BraTS-MET-...``), which sets the groups and the 2023 lesion rule.
     """
-    fmt = get_format(dataset_format)
-    cases = _match_cases(Path(pred_dir), Path(ref_dir))
-    dice = DiceMetric(include_background=True, reduction="none", ignore_empty=False)
-    hd95 = BratsHausdorffDistanceMetric(reduction="none")
-    rows = [_score_case(case_id, pred, ref, fmt, dice, hd95)
-            for case_id, pred, ref in tqdm(cases, desc="scoring", unit="case", disable=None)]
-    logger.info("scored %d cases of %s against %s", len(rows), pred_dir, ref_dir)
-    return write_metric_tables(rows, out_dir, columns=COLUMNS)
+    options = {}
+    if scoring == "brats2023":
+        dilation, min_volume = RULES_2023.get(subchallenge(case_id) or "", RULES_2023["GLI"])
+        options = {"dilation": dilation, "min_volume": min_volume}
+    row = dict.fromkeys(score_columns(fmt, scoring), math.nan)
+    for region, labels in scored_groups(fmt, case_id).items():
+        scores = SCORERS[scoring](np.isin(pred, labels), np.isin(ref, labels), spacing, **options)
+        row.update({f"{kind}_{region}": float(value) for kind, value in scores.items()})
+    return row
