@@ -20,6 +20,7 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
     ("bench_training.py", ["--bundles", "brats_unet3d", "carvana_unet2d", "voc_unet2d"],
      "| data | dataset build (s) | cache (GB) | step (s) | it/s |"),
     ("bench_scaling.py", [], "| size | settings | Mvoxels |"),
+    ("bench_scoring.py", [], "| case | project brats2021 | project brats2023 | BraTS-2023-Metrics |"),
 ])
 def test_bench_script_quick(script: str, args: list[str], header: str, tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, str(SCRIPTS / script), "--quick", "--workdir", str(tmp_path), *args],

@@ -169,9 +169,10 @@ def test_training_reads_the_challenge_layouts_with_their_own_labels(fmt, tmp_pat
     assert (out / "models" / "model.pt").is_file()
 
 
-def test_evaluation_agrees_with_scoring_the_written_label_maps(trained, tmp_path):
+@pytest.mark.parametrize("scoring", ["brats2021", "brats2023", "brats2025"])
+def test_evaluation_agrees_with_scoring_the_written_label_maps(scoring, trained, tmp_path):
     """`evaluate` (in memory, nested regions) and `monai-app score` on what inference wrote must give the same
-    numbers: on 1-mm volumes, with flipped axes, they measure the same label maps."""
+    numbers under each scoring convention: on 1-mm volumes, with flipped axes, they measure the same label maps."""
     from monai_app.synthetic.brats import write_brats
     from monai_app.metrics.folders import score_folders
 
@@ -188,13 +189,14 @@ def test_evaluation_agrees_with_scoring_the_written_label_maps(trained, tmp_path
     (out / "split.json").write_text(json.dumps({"train": [], "validation": [], "test": ids}))
     configs = "['bundles/brats_unet3d/configs/train.json','bundles/brats_unet3d/configs/evaluate.json']"
     ckpt = trained / "models" / "model.pt"
-    bundle_run("evaluating", configs, dataset_dir=data, output_dir=out, ckpt_path=ckpt)
+    bundle_run("evaluating", configs, dataset_dir=data, output_dir=out, ckpt_path=ckpt, metrics=scoring)
     bundle_run("inference", "bundles/brats_unet3d/configs/inference.json", input=data / "imagesTr",
                output_dir=tmp_path / "pred", ckpt_path=ckpt)
-    score_folders(tmp_path / "pred", data / "labelsTr", "msd", tmp_path / "score")
+    score_folders(tmp_path / "pred", data / "labelsTr", "msd", tmp_path / "score", scoring=scoring)
     with open(out / "eval" / "per_case.csv") as a, open(tmp_path / "score" / "per_case.csv") as b:
         evaluated, scored = list(csv.reader(a)), list(csv.reader(b))
     assert evaluated[0] == scored[0] and [r[0] for r in evaluated] == [r[0] for r in scored]
+    assert ("lesion_dice_et" in scored[0]) == (scoring != "brats2021")
     np.testing.assert_allclose(np.array([r[1:] for r in evaluated[1:]], float),
                                np.array([r[1:] for r in scored[1:]], float), rtol=1e-4, atol=1e-4)
 

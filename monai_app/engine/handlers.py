@@ -51,7 +51,9 @@ class MetricColumns:
     """Split metrics computed with ``save_details=True`` into one column per channel.
 
     Args:
-        metrics: engine metric name -> column prefix, e.g. ``{"val_dice": "dice", "val_hd95": "hd95"}``.
+        metrics: engine metric name -> column prefix, e.g. ``{"val_dice": "dice", "val_hd95": "hd95"}``, or -> the
+            metric's own list of column names (a metric that scores several things per channel, such as
+            :class:`monai_app.metrics.brats.BratsConventionMetric`).
         channel_names: names of the channels, e.g. ``["wt", "tc", "et"]``; columns are ``<prefix>_<channel>``
             (just ``<prefix>`` for a channel named ``""``).
         output_dir: when given, ``per_case.csv`` and ``summary.json`` are written there at the end of each epoch.
@@ -60,9 +62,10 @@ class MetricColumns:
 
     every_rank = True  # takes part in collective steps under DDP (engine.distributed.rank_zero_only)
 
-    def __init__(self, metrics: Mapping[str, str], channel_names: Sequence[str], output_dir: str | None = None,
+    def __init__(self, metrics: Mapping[str, str | Sequence[str]], channel_names: Sequence[str],
+                 output_dir: str | None = None,
                  case_key: str = "case_id") -> None:
-        self.metrics = dict(metrics)
+        self.metrics = {name: cols if isinstance(cols, str) else list(cols) for name, cols in metrics.items()}
         self.channel_names = list(channel_names)
         self.output_dir = output_dir
         self.case_key = case_key
@@ -80,7 +83,11 @@ class MetricColumns:
 
     @property
     def columns(self) -> list[str]:
-        return [self._column(prefix, ch) for prefix in self.metrics.values() for ch in self.channel_names]
+        return [c for name in self.metrics for c in self._columns_of(name)]
+
+    def _columns_of(self, name: str) -> list[str]:
+        prefix = self.metrics[name]
+        return [self._column(prefix, ch) for ch in self.channel_names] if isinstance(prefix, str) else prefix
 
     @staticmethod
     def _column(prefix: str, channel: str) -> str:
@@ -90,13 +97,13 @@ class MetricColumns:
         """One dict per case: ``case_id`` then every column. Under DDP the case ids of all ranks are gathered, in
         the order MONAI gathers the metric details (so this runs on every rank)."""
         rows = [{"case_id": c} for c in all_gather_list(self.case_ids)]
-        for name, prefix in self.metrics.items():
+        for name in self.metrics:
             details = engine.state.metric_details.get(name)
             if details is None:
                 raise RuntimeError(f"metric {name!r} has no per-case details: create it with save_details=True")
             details = torch.as_tensor(details).reshape(len(rows), -1).cpu().numpy()
             for row, values in zip(rows, details):
-                row.update({self._column(prefix, ch): float(v) for ch, v in zip(self.channel_names, values)})
+                row.update({column: float(v) for column, v in zip(self._columns_of(name), values)})
         return rows
 
     def __call__(self, engine: Engine) -> None:

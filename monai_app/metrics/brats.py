@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from monai.metrics import HausdorffDistanceMetric
+from monai.metrics import CumulativeIterationMetric, HausdorffDistanceMetric
 from monai.utils import MetricReduction
 
 from monai_app.datasets.brats import REGIONS, BratsFormat, get_format, subchallenge
@@ -149,3 +150,55 @@ def score_label_maps(pred: np.ndarray, ref: np.ndarray, fmt: BratsFormat, spacin
         scores = SCORERS[scoring](np.isin(pred, labels), np.isin(ref, labels), spacing, **options)
         row.update({f"{kind}_{region}": float(value) for kind, value in scores.items()})
     return row
+
+
+class BratsConventionMetric(CumulativeIterationMetric):
+    """Per-case scores of region masks under a scoring convention, for the evaluation engine: one row of
+    :attr:`columns` per case (``dice_R``, ``hd95_R`` and, lesion-wise, ``lesion_dice_R`` ... for each channel R).
+
+    The voxel spacing comes from the affine of ``y`` (or ``y_pred``) when it is a ``MetaTensor``; the 2023 lesion
+    rule of the sub-challenge is read from the reference's file name (``BraTS-MET-...``), GLI's otherwise.
+
+    Args:
+        scoring: ``brats2021``, ``brats2023`` or ``brats2025``.
+        channel_names: names of the scored channels, in order (further channels, if any, are not scored).
+    """
+
+    def __init__(self, scoring: str = "brats2025", channel_names: Sequence[str] = REGIONS) -> None:
+        super().__init__()
+        self.scoring = check_scoring(scoring)
+        self.channel_names = list(channel_names)
+        kinds = ["dice", "hd95"] + (list(LESION_COLUMNS) if self.scoring != "brats2021" else [])
+        self.columns = [f"{kind}_{name}" for kind in kinds for name in self.channel_names]
+
+    def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        source = next((t for t in (y, y_pred) if isinstance(t, MetaTensor) and t.affine is not None), None)
+        spacings = (_spacing_from_affine(source.affine, y_pred.shape[0], y_pred.ndim - 2) if source is not None
+                    else [[1.0] * (y_pred.ndim - 2)] * y_pred.shape[0])
+        names = y.meta.get("filename_or_obj", []) if isinstance(y, MetaTensor) else []
+        names = [names] if isinstance(names, str) else list(names)
+        pred, ref = (t.detach().cpu().numpy() > 0.5 for t in (y_pred, y))
+        rows = []
+        for b in range(pred.shape[0]):
+            options = {}
+            if self.scoring == "brats2023":
+                code = subchallenge(str(names[b])) if b < len(names) else None
+                dilation, min_volume = RULES_2023.get(code or "", RULES_2023["GLI"])
+                options = {"dilation": dilation, "min_volume": min_volume}
+            scores = {}
+            for c, name in enumerate(self.channel_names):
+                result = SCORERS[self.scoring](pred[b, c], ref[b, c], spacings[b], **options)
+                scores.update({f"{kind}_{name}": float(v) for kind, v in result.items()})
+            rows.append([scores[column] for column in self.columns])
+        return torch.tensor(rows, dtype=torch.float64)
+
+    def aggregate(self) -> torch.Tensor:  # type: ignore[override]
+        """Mean over cases and channels of the first lesion-wise Dice columns (whole-volume Dice for brats2021),
+        NaN left out."""
+        data = self.get_buffer()
+        if not isinstance(data, torch.Tensor) or data.numel() == 0:
+            return torch.tensor(math.nan)
+        first = self.columns.index(f"{'dice' if self.scoring == 'brats2021' else 'lesion_dice'}_"
+                                   f"{self.channel_names[0]}")
+        values = data[:, first:first + len(self.channel_names)]
+        return values[torch.isfinite(values)].mean() if torch.isfinite(values).any() else torch.tensor(math.nan)

@@ -69,8 +69,9 @@ def detect_label_format(case_ids: list[str]) -> str:
         raise UserInputError("cannot tell the label convention from the file names: pass --format msd, brats2021, "
                              "brats2023 or brats2024ped")
     if "PED" in codes and len(codes) > 1:
-        raise UserInputError(f"the references mix BraTS-PED cases (their own label numbers) with {sorted(codes - {'PED'})}"
-                             ": score them in separate runs")
+        others = sorted(codes - {"PED"})
+        raise UserInputError(f"the references mix BraTS-PED cases (their own label numbers) with {others}: score "
+                             "them in separate runs")
     return "brats2024ped" if codes == {"PED"} else "brats2023"
 
 
@@ -168,7 +169,8 @@ def score_folders(pred_dir: str | os.PathLike, ref_dir: str | os.PathLike, datas
                              "files) in this folder")
     fmt = get_format(detect_label_format(list(refs)) if dataset_format == "auto" else dataset_format)
     scoring = check_scoring(scoring or default_scoring(fmt.name))
-    failed = {c: f"{refs[c]}: no prediction {c}.nii.gz (or {c}-seg.nii.gz) in {pred_dir}" for c in refs if c not in preds}
+    failed = {c: f"{refs[c]}: no prediction {c}.nii.gz (or {c}-seg.nii.gz) in {pred_dir}"
+              for c in refs if c not in preds}
     for problem in failed.values():
         logger.error("not scored: %s", problem)
     extra = sorted(set(preds) - set(refs))
