@@ -23,8 +23,8 @@ from monai.utils import MetricReduction
 
 from monai_app.datasets.brats import REGIONS, BratsFormat, get_format, subchallenge
 from monai_app.errors import UserInputError
-from monai_app.metrics.lesions import (EMPTY_DISTANCE_2021, LESION_COLUMNS, score_brats2021, score_brats2023,
-                                      score_brats2025)
+from monai_app.metrics.lesions import (EMPTY_DISTANCE_2021, LESION_COLUMNS, crop_box, score_brats2021,
+                                      score_brats2023, score_brats2025)
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +146,10 @@ def score_label_maps(pred: np.ndarray, ref: np.ndarray, fmt: BratsFormat, spacin
         dilation, min_volume = RULES_2023.get(subchallenge(case_id) or "", RULES_2023["GLI"])
         options = {"dilation": dilation, "min_volume": min_volume}
     row = dict.fromkeys(score_columns(fmt, scoring), math.nan)
+    # every convention works inside the labelled voxels' bounding box (+ the largest dilation and a border): exact,
+    # and what makes a 240x240x155 case cost what its lesions cost
+    box = crop_box((pred != 0) | (ref != 0), max(d for d, _ in RULES_2023.values()) + 2)
+    pred, ref = (pred[box], ref[box]) if box is not None else (pred[:1, :1, :1] * 0, ref[:1, :1, :1] * 0)
     for region, labels in scored_groups(fmt, case_id).items():
         scores = SCORERS[scoring](np.isin(pred, labels), np.isin(ref, labels), spacing, **options)
         row.update({f"{kind}_{region}": float(value) for kind, value in scores.items()})
