@@ -165,8 +165,9 @@ def _header(run: Path, settings: dict, table, summary: dict) -> list[tuple]:
     columns, cases, values = table
     name, key = key_metric(columns, values)
     rows = [[f"{name} (key metric)", _fmt(float(np.nanmean(key)) if np.isfinite(key).any() else None)]]
-    rows += [[c, _fmt(summary[c]["mean"])] for c in columns
-             if c.startswith("dice_") and len(columns) <= 8 or c in ("pixel_accuracy", "dice_model_size")]
+    rows += [[c, _fmt(summary[c]["mean"])] for c in columns if c in ("pixel_accuracy", "dice_model_size")
+             or c.startswith("dice_") and len(columns) <= 8 or c.rsplit("_", 1)[-1] in ("wt", "tc", "et")
+             and c.startswith(("dice_", "lesion_dice_", "lesion_hd95_"))]
     scores = _read_json(run / "eval" / "dataset_scores.json") or {}
     rows += [[f"{k} (dataset level, dataset_scores.json)", _fmt(scores[k])] for k in ("miou", "mean_dice")
              if k in scores]
@@ -186,9 +187,11 @@ def _metric_blocks(run: Path, table, summary: dict) -> list[tuple]:
         blocks.append(("img", "confusion_matrix.png", (run / "eval" / "confusion_matrix.png").read_bytes(),
                        "confusion matrix (eval/confusion_matrix.png)"))
     blocks.append(("h2", "Per-case scores"))
-    distance = [i for i, c in enumerate(columns) if c.startswith("hd")]
-    unit = [i for i in range(len(columns)) if i not in distance]
-    for idx, title, axis in ((unit, "overlap scores", "score (0-1)"), (distance, "surface distances", "mm")):
+    distance = [i for i, c in enumerate(columns) if c.startswith(("hd", "lesion_hd"))]
+    counts = [i for i, c in enumerate(columns) if c.startswith(("lesion_tp_", "lesion_fp_", "lesion_fn_"))]
+    unit = [i for i in range(len(columns)) if i not in distance + counts]
+    for idx, title, axis in ((unit, "overlap scores", "score (0-1)"), (distance, "surface distances", "mm"),
+                             (counts, "lesions: true positives, false positives, missed", "lesions per case")):
         if idx:
             blocks.append(("img", f"per_case_{axis.split()[0]}.png",
                            _strip_figure([columns[i] for i in idx], values[:, idx], title, axis),

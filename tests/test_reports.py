@@ -161,3 +161,24 @@ def test_report_renders_in_a_headless_browser(tmp_path):
     assert proc.returncode == 0, proc.stderr
     picture = np.asarray(Image.open(shot).convert("RGB"))
     assert picture.shape[:2] == (1200, 1280) and picture.std() > 10  # a drawn page, not a blank one
+
+
+def test_report_shows_lesion_wise_scores(tmp_path):
+    """A BraTS evaluation with a lesion-wise convention: the headline has the lesion-wise Dice and HD95 of WT, TC
+    and ET next to the global Dice, lesion HD95 goes to the millimetre plot and lesion counts get their own."""
+    from monai_app.metrics.tables import write_metric_tables
+
+    run = _fake_run(tmp_path, pictures=False)
+    rows = [{"case_id": c, **{f"{k}_{r}": v for r in ("wt", "tc", "et", "netc", "snfh")
+                              for k, v in (("dice", 0.8), ("hd95", 4.0), ("lesion_dice", 0.7 - i / 10),
+                                           ("lesion_hd95", 5.0 + i), ("lesion_tp", 1), ("lesion_fp", i),
+                                           ("lesion_fn", 0))}} for i, c in enumerate(CASES)]
+    write_metric_tables(rows, run / "eval")
+    text = (write_report(run)[0]).read_text()
+    headline = text[:text.index("Training and validation curves")]
+    for column in ("dice_wt", "lesion_dice_wt", "lesion_hd95_et"):
+        assert f"<td>{column}</td>" in headline, column
+    assert "lesion_dice_netc" not in headline
+    figures = re.findall(r'alt="([^"]+)"', text)
+    assert "surface distances: one point per case over a box plot" in figures
+    assert any(f.startswith("lesions: true positives") for f in figures)
