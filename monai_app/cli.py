@@ -21,6 +21,9 @@ logger = logging.getLogger("monai_app")
 EXAMPLES = {
     "list": ["monai-app list"],
     "synth": ["monai-app synth brats --out data/Task01_BrainTumour --cases 24",
+              "monai-app synth brats --out data/BraTS2024-GLI --format brats2023 --resection-cavity",
+              "monai-app synth brats --out data/BraTS-MET --format brats2023 --subchallenge MET",
+              "monai-app synth brats --out data/BraTS-PED --format brats2024ped",
               "monai-app synth camvid --out data/CamVid --cases 48 --size 180 240"],
     "validate": ["monai-app validate brats_unet3d --dataset-dir data/Task01_BrainTumour",
                  "monai-app validate voc_unet2d --dataset-dir data/VOCdevkit"],
@@ -104,8 +107,10 @@ def _synth_brats(args) -> str:
 
     fmt = args.format or "msd"
     ids = write_brats(args.out, cases=args.cases or 8, dataset_format=fmt, seed=args.seed, shape=tuple(args.shape),
-                      test_cases=args.test_cases, progress=True)
-    return f"{len(ids)} synthetic {fmt} cases"
+                      test_cases=args.test_cases, progress=True, subchallenge=args.subchallenge,
+                      resection_cavity=args.resection_cavity)
+    kind = " ".join(filter(None, [args.subchallenge, "post-treatment" if args.resection_cavity else None]))
+    return f"{len(ids)} synthetic {fmt}{f' ({kind})' if kind else ''} cases"
 
 
 def _synth_carvana(args) -> str:
@@ -239,7 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
                    **raw).set_defaults(func=cmd_list)
     common = [("--dataset-dir", str, "the dataset folder as downloaded"), ("--output-dir", str, "the run folder"),
               ("--device", str, "cpu, cuda or cuda:N (default: cuda when available)"),
-              ("--dataset-format", str, "BraTS: auto (default), msd, brats2021 or brats2023")]
+              ("--dataset-format", str, "BraTS: auto (default), msd, brats2021, brats2023 (2023-2025, also BraTS-PED "
+               "2023) or brats2024ped (BraTS-PED 2024-2025)")]
     _bundle_command(sub, "train", cmd_train, "Train a bundle", common + [
         ("--max-epochs", int, "number of epochs"), ("--seed", int, "random seed (split and training)")])
     _bundle_command(sub, "evaluate", cmd_evaluate, "Score a trained model on the held-out split",
@@ -249,7 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
         ("--output-dir", str, "where <case_id>.nii.gz (3-D) or <case_id>.png (2-D) label maps are written"),
         ("--ckpt", str, "checkpoint"),
         ("--torchscript", str, "a TorchScript file from `monai-app export` to run instead of --ckpt"),
-        ("--device", str, "cpu, cuda or cuda:N"), ("--dataset-format", str, "label convention to write")])
+        ("--device", str, "cpu, cuda or cuda:N"),
+        ("--dataset-format", str, "label convention to write: auto (default: the input's), msd, brats2021, "
+         "brats2023 or brats2024ped")])
     synth = sub.add_parser("synth", help="write a synthetic dataset in a real on-disk layout",
                            epilog=_epilog("synth"), **raw)
     synth.add_argument("dataset", help="brats, carvana, camvid, voc or ccp (or a bundle name)")
@@ -258,8 +266,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default 4), CamVid / VOC training images, CCP pixel-level photos (default 24)")
     synth.add_argument("--test-cases", type=int, default=2, help="unlabelled cases (default 2; CCP: photos with "
                        "image-level tags only)")
-    synth.add_argument("--format", help="layout: msd (default), brats2021 or brats2023; CamVid: seed (default) or "
-                       "segnet")
+    synth.add_argument("--format", help="layout: msd (default), brats2021, brats2023 (BraTS 2023-2025) or "
+                       "brats2024ped (BraTS-PED 2024-2025, with cystic components); CamVid: seed (default) or segnet")
+    synth.add_argument("--subchallenge", choices=["GLI", "MEN", "MET", "SSA", "GoAT"],
+                       help="BraTS --format brats2023: the sub-challenge of the case ids BraTS-<code>-NNNNN-000 "
+                       "(default GLI); MET writes 3-12 small metastases per case instead of a glioma")
+    synth.add_argument("--resection-cavity", action="store_true", help="BraTS --format brats2023: post-treatment "
+                       "scans, a resection cavity (label 4) beside the tumour in most cases")
     synth.add_argument("--shape", type=int, nargs=3, default=[96, 96, 64], help="BraTS: approximate volume size")
     synth.add_argument("--size", type=int, nargs=2, metavar=("H", "W"),
                        help="2-D image size (default: the real data's: 1280 1918 Carvana, 360 480 CamVid, 375 500 "
@@ -270,8 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "problem listed", epilog=_epilog("validate"), **raw)
     validate.add_argument("bundle", help="bundle name (see `monai-app list`)")
     validate.add_argument("--dataset-dir", required=True, help="the dataset folder as downloaded")
-    validate.add_argument("--dataset-format", help="auto (default); BraTS: msd, brats2021 or brats2023; Carvana "
-                          "masks: gif or csv; CamVid: seed or segnet")
+    validate.add_argument("--dataset-format", help="auto (default); BraTS: msd, brats2021, brats2023 or brats2024ped; "
+                          "Carvana masks: gif or csv; CamVid: seed or segnet")
     validate.add_argument("--grouping-file", help="CCP: the grouping JSON label_list.mat is checked against, as "
                           "training's --grouping_file (default: the bundle's configs/ccp_59_to_14.json)")
     validate.set_defaults(func=cmd_validate)

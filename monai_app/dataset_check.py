@@ -55,8 +55,8 @@ def validate_dataset(bundle: str, dataset_dir: str | os.PathLike, dataset_format
     Args:
         bundle: one of :data:`BUNDLES`.
         dataset_dir: the dataset folder as downloaded.
-        dataset_format: BraTS ``msd``, ``brats2021``, ``brats2023``; Carvana mask source ``gif`` or ``csv``; CamVid
-            layout ``seed`` or ``segnet``; None or ``auto`` detects it as training does.
+        dataset_format: BraTS ``msd``, ``brats2021``, ``brats2023``, ``brats2024ped``; Carvana mask source ``gif`` or
+            ``csv``; CamVid layout ``seed`` or ``segnet``; None or ``auto`` detects it as training does.
         progress: a progress bar over cases on a terminal.
         **options: passed to the dataset's ``cases_to_check`` (CCP: ``grouping_file``, the grouping JSON that
             ``label_list.mat`` is checked against, by default the bundle's ``configs/ccp_59_to_14.json``); None

@@ -217,6 +217,7 @@ def write_brats_case(out_dir: str | os.PathLike, shape: Sequence[int] = BRATS_SH
     one glioma), at exactly ``shape`` and 1 mm rather than the per-case jittered geometry of ``write_brats``.
     """
     from monai_app.synthetic import brats as synth
+    from monai_app.synthetic import brats_tissue
 
     root = Path(out_dir) / "x".join(str(int(s)) for s in shape)  # a sub-folder per size: quick runs never mix
     name = f"BRATS_{seed:03d}"
@@ -225,8 +226,8 @@ def write_brats_case(out_dir: str | os.PathLike, shape: Sequence[int] = BRATS_SH
         return image_path, label_path
     rng = np.random.default_rng([seed, 0])
     dims = tuple(int(s) for s in shape)
-    brain, centre, semi, white = synth._brain(rng, dims)
-    tissue = synth._tumour(rng, brain, centre, semi, enhancing=True)
+    brain, centre, semi, white = brats_tissue.brain_phantom(rng, dims)
+    tissue = brats_tissue.glioma(rng, brain, centre, semi, enhancing=True)
     channels = synth._images(rng, brain, white, tissue)
     synth._save(np.stack(channels, axis=-1), BRATS_AFFINE, image_path)
     synth._save(tissue, BRATS_AFFINE, label_path)

@@ -158,7 +158,7 @@ def test_malformed_dataset_json_and_a_missing_folder_are_problems_not_tracebacks
         validate_dataset("brats_unet3d", root, dataset_format="brats2019")
 
 
-@pytest.mark.parametrize("fmt, bad_value", [("brats2021", 3), ("brats2023", 4)])
+@pytest.mark.parametrize("fmt, bad_value", [("brats2021", 3), ("brats2023", 5), ("brats2024ped", 5)])
 def test_per_modality_case_folders_with_every_kind_of_damage(tmp_path, fmt, bad_value):
     from monai_app.synthetic.brats import write_brats
 
@@ -182,6 +182,41 @@ def test_per_modality_case_folders_with_every_kind_of_damage(tmp_path, fmt, bad_
            f"{file(0, t1)}: shape {shape} differs from the FLAIR's", f"{file(1, seg)}: label values [{bad_value}] are "
            f"not {fmt} labels", f"{file(2, t2)}: affine differs from the FLAIR's",
            f"{folders[3]}: case {folders[3].name} has no t1 file")
+
+
+@pytest.mark.parametrize("kwargs, layout, codes, cavity", [
+    ({"dataset_format": "brats2023", "resection_cavity": True}, "brats2023", {"GLI": 5}, {"present": 3, "absent": 1}),
+    ({"dataset_format": "brats2023", "subchallenge": "MET"}, "brats2023", {"MET": 5}, {"absent": 4}),
+    ({"dataset_format": "brats2024ped"}, "brats2024ped", {"PED": 5}, None),
+])
+def test_brats_2023_2025_sub_challenges_validate_cleanly(tmp_path, kwargs, layout, codes, cavity):
+    """Post-treatment GLI (label 4, the resection cavity), MET and PED 2024-2025 (its own numbers) as downloaded:
+    detected, no problems, the sub-challenges and the cases holding a cavity in the summary."""
+    from monai_app.synthetic.brats import write_brats
+
+    write_brats(tmp_path, cases=4, shape=(24, 24, 16), seed=2, test_cases=1, **kwargs)
+    result = validate_dataset("brats_unet3d", tmp_path, progress=False)
+    assert result.ok and result.summary["layout"] == layout, result.problems
+    assert result.summary["sub-challenges"] == codes
+    assert result.summary.get("resection cavity (label 4)") == cavity
+    text = format_validation(result)
+    assert f"layout: {layout}" in text and text.endswith("no problems found in 5 cases")
+
+
+def test_ped_cases_read_with_the_glioma_numbers_are_noted(tmp_path):
+    """BraTS-PED 2023 used the glioma numbers: --dataset-format brats2023 reads PED cases, with a note."""
+    from monai_app.synthetic.brats import write_brats
+
+    write_brats(tmp_path, cases=2, dataset_format="brats2023", shape=(24, 24, 16), seed=2, test_cases=0)
+    for folder in sorted(tmp_path.iterdir()):  # the same files under BraTS-PED ids
+        ped = folder.name.replace("GLI", "PED")
+        for f in folder.iterdir():
+            f.rename(folder / f.name.replace(folder.name, ped))
+        folder.rename(tmp_path / ped)
+    assert validate_dataset("brats_unet3d", tmp_path, progress=False).summary["layout"] == "brats2024ped"
+    result = validate_dataset("brats_unet3d", tmp_path, dataset_format="brats2023", progress=False)
+    assert result.ok and result.summary["sub-challenges"] == {"PED": 2}
+    assert any("2 BraTS-PED case(s) read with the glioma labels" in n for n in result.summary["notes"])
 
 
 def test_2d_datasets_from_the_synthetic_writers_validate(synth_2d, tmp_path):

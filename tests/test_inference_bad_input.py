@@ -296,7 +296,7 @@ def test_input_listing_marks_a_missing_listed_file_and_refuses_two_inputs_of_one
     import json
     import re
 
-    from monai_app.datasets.brats import find_inputs
+    from monai_app.datasets.brats_inputs import find_inputs
     from monai_app.errors import DatasetError
 
     root = good_volumes[0].parent.parent

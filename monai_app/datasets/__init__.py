@@ -33,8 +33,9 @@ class DatasetEntry:
 
 
 REGISTRY: dict[str, DatasetEntry] = {
-    "brats_unet3d": DatasetEntry("monai_app.datasets.brats_checks", ("auto", "msd", "brats2021", "brats2023"),
-                                 "BraTS brain-tumour MRI (MSD Task01, BraTS 2018-2021 and 2023 layouts)"),
+    "brats_unet3d": DatasetEntry("monai_app.datasets.brats_checks",
+                                 ("auto", "msd", "brats2021", "brats2023", "brats2024ped"),
+                                 "BraTS brain-tumour MRI (MSD Task01, BraTS 2018-2021, 2023-2025 and PED layouts)"),
     "carvana_unet2d": DatasetEntry("monai_app.datasets.carvana", ("auto", "gif", "csv"),
                                    "Carvana car photos with GIF or run-length (CSV) masks"),
     "camvid_unet2d": DatasetEntry("monai_app.datasets.camvid", ("auto", "seed", "segnet"),

@@ -1,8 +1,12 @@
-"""BraTS brain-tumour MRI on disk: the MSD Task01 layout and the BraTS 2018-2021 and 2023 challenge layouts.
+"""BraTS brain-tumour MRI on disk: the MSD Task01 layout and the BraTS 2018-2021 and 2023-2025 challenge layouts.
 
 Every layout is brought to one channel order, :data:`CHANNELS` (FLAIR, T1, T1 with contrast, T2: the MSD order),
-and one set of regions, :data:`REGIONS` (whole tumour, tumour core, enhancing tumour). The three layouts label
-the same tissues with different numbers; :class:`BratsFormat` holds each convention.
+and one set of regions, :data:`REGIONS` (whole tumour, tumour core, enhancing tumour). The layouts label the same
+tissues with different numbers; :class:`BratsFormat` holds each convention (:data:`FORMATS`): ``msd``,
+``brats2021``, ``brats2023`` (BraTS 2023-2025 GLI, MEN, MET, SSA, GoAT, with the resection cavity of post-treatment
+scans) and ``brats2024ped`` (BraTS-PED 2024-2025). Inference inputs are listed by
+:mod:`monai_app.datasets.brats_inputs`; whether a training learns the resection cavity is
+:mod:`monai_app.datasets.brats_cavity`'s decision.
 """
 
 from __future__ import annotations
@@ -11,12 +15,12 @@ import json
 import logging
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from monai_app.datasets.splits import load_or_make_split
 from monai_app.errors import DatasetError
-from monai_app.files import unfinished_cases
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +119,7 @@ def get_format(name: str) -> BratsFormat:
                            "or 'auto'") from None
 
 
-def _visible(path: Path) -> bool:
+def visible(path: Path) -> bool:
     """False for macOS '._*' companions and other hidden or '_'-prefixed files shipped in some archives."""
     return not path.name.startswith((".", "_"))
 
@@ -124,20 +128,53 @@ def _stem(path: Path) -> str:
     return NIFTI_RE.sub("", path.name)
 
 
+def challenge_format(folders: Sequence[Path], where: str | os.PathLike) -> str:
+    """The label convention of BraTS 2023-2025 case folders (``-t2f`` file names), told by their case ids:
+    ``brats2024ped`` when every folder is a ``BraTS-PED-...`` case, else ``brats2023``.
+
+    BraTS-PED 2023 used the glioma numbers: its folders need ``dataset_format`` ``brats2023`` given explicitly.
+
+    Raises:
+        DatasetError: some folders are BraTS-PED cases and others are not (their label numbers differ).
+    """
+    ped = [f for f in folders if subchallenge(Path(f).name) == "PED"]
+    if not ped:
+        return "brats2023"
+    if len(ped) == len(folders):
+        return "brats2024ped"
+    other = next(Path(f).name for f in folders if f not in ped)
+    raise DatasetError(
+        f"{where}: {len(ped)} of {len(folders)} case folders are BraTS-PED cases (e.g. {Path(ped[0]).name}) and "
+        f"the others are not (e.g. {other}); their label numbers differ: keep them in separate folders, or pass "
+        "dataset_format brats2024ped (PED 2024-2025 labels) or brats2023 (glioma labels, also BraTS-PED 2023)"
+    )
+
+
 def detect_format(dataset_dir: str | os.PathLike) -> str:
-    """Name the layout of ``dataset_dir``: a ``dataset.json`` means MSD, else the per-modality file names decide."""
+    """Name the layout of ``dataset_dir``, as downloaded.
+
+    - a ``dataset.json``: ``msd`` (MSD Task01_BrainTumour);
+    - ``*-t2f.nii[.gz]`` files: ``brats2023`` (BraTS 2023-2025 GLI, MEN, MET, SSA, GoAT; label 4, the resection
+      cavity, accepted), or ``brats2024ped`` when every case folder is a ``BraTS-PED-...`` case (BraTS-PED 2024-2025
+      labels: 1 ET, 2 NETC, 3 CC, 4 ED). BraTS-PED 2023 data used the glioma numbers: pass ``brats2023`` for it;
+    - ``*_flair.nii[.gz]`` files: ``brats2021`` (BraTS 2018-2021).
+
+    Raises:
+        DatasetError: the folder is missing, of no known layout, or mixes BraTS-PED and other case folders.
+    """
     root = Path(dataset_dir)
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset_dir does not exist or is not a folder")
     if (root / "dataset.json").is_file():
         return "msd"
-    for name in ("brats2023", "brats2021"):
-        flair = FORMATS[name].suffixes[0]
-        if any(_visible(p) for p in root.rglob(f"*{flair}.nii*")):
-            return name
+    folders = case_folders(root, FORMATS["brats2023"])
+    if folders:
+        return challenge_format(folders, root)
+    if any(visible(p) for p in root.rglob(f"*{FORMATS['brats2021'].suffixes[0]}.nii*")):
+        return "brats2021"
     raise DatasetError(
         f"{root}: not a BraTS dataset: no dataset.json (MSD Task01) and no '*_flair.nii[.gz]' (BraTS 2018-2021) or "
-        "'*-t2f.nii[.gz]' (BraTS 2023) files below it"
+        "'*-t2f.nii[.gz]' (BraTS 2023-2025) files below it"
     )
 
 
@@ -176,7 +213,7 @@ def _modality_file(folder: Path, case: str, suffix: str) -> Path | None:
     for ext in (".nii.gz", ".nii"):
         if (folder / f"{case}{suffix}{ext}").is_file():
             return folder / f"{case}{suffix}{ext}"
-    found = sorted(p for p in folder.iterdir() if _visible(p) and re.search(re.escape(suffix) + r"\.nii(\.gz)?$",
+    found = sorted(p for p in folder.iterdir() if visible(p) and re.search(re.escape(suffix) + r"\.nii(\.gz)?$",
                                                                              p.name, re.IGNORECASE))
     return found[0] if found else None
 
@@ -192,7 +229,7 @@ def per_modality_case(folder: Path, fmt: BratsFormat) -> dict:
     seg = _modality_file(folder, case, fmt.suffixes[4])
     if seg is None:  # one BraTS 2020 case ships a misnamed segmentation; accept any remaining '*seg*' NIfTI
         taken = set(images)
-        seg = next((p for p in sorted(folder.iterdir()) if p not in taken and _visible(p) and NIFTI_RE.search(p.name)
+        seg = next((p for p in sorted(folder.iterdir()) if p not in taken and visible(p) and NIFTI_RE.search(p.name)
                     and "seg" in p.name.lower()), None)
     if seg is not None:
         item["label"] = str(seg)
@@ -201,15 +238,16 @@ def per_modality_case(folder: Path, fmt: BratsFormat) -> dict:
 
 def case_folders(root: str | os.PathLike, fmt: BratsFormat) -> list[Path]:
     """The case folders of a per-modality layout below ``root``: those holding a FLAIR file, sorted."""
-    return sorted({p.parent for p in Path(root).rglob(f"*{fmt.suffixes[0]}.nii*") if _visible(p)})
+    return sorted({p.parent for p in Path(root).rglob(f"*{fmt.suffixes[0]}.nii*") if visible(p)})
 
 
 def find_cases(dataset_dir: str | os.PathLike, dataset_format: str = "auto", part: str = "train") -> list[dict]:
     """List the cases of a BraTS dataset folder as MONAI datalist items, sorted by case id.
 
     Args:
-        dataset_dir: the dataset as downloaded (``Task01_BrainTumour/``, ``MICCAI_BraTS2020_TrainingData/``, ...).
-        dataset_format: ``msd``, ``brats2021``, ``brats2023`` or ``auto`` (detect).
+        dataset_dir: the dataset as downloaded (``Task01_BrainTumour/``, ``MICCAI_BraTS2020_TrainingData/``,
+            ``BraTS2024-PED-Challenge-TrainingData/``, ...).
+        dataset_format: ``msd``, ``brats2021``, ``brats2023``, ``brats2024ped`` or ``auto`` (:func:`detect_format`).
         part: ``train`` (labelled cases) or ``test`` (MSD ``imagesTs``; for per-modality layouts, the cases
             without a segmentation).
 
@@ -257,98 +295,3 @@ def make_datalists(
     by_id = {c["case_id"]: c for c in cases}
     return {part: [by_id[i] for i in ids] for part, ids in split.items()}
 
-
-IMAGE_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
-
-
-def image_stem(path: Path) -> str | None:
-    """Case id of an image file (its name without the image extension), or None if it is no image file."""
-    name = path.name
-    ext = next((e for e in IMAGE_EXTENSIONS if name.lower().endswith(e)), None)
-    return name[: -len(ext)] if ext and _visible(path) else None
-
-
-def _folder_format(folder: Path) -> BratsFormat | None:
-    """The per-modality format whose FLAIR file lies directly in ``folder``, if any."""
-    for fmt in (FORMATS["brats2023"], FORMATS["brats2021"]):
-        if any(_visible(p) for p in folder.glob(f"*{fmt.suffixes[0]}.nii*")):
-            return fmt
-    return None
-
-
-def _input_cases(path: Path) -> list[dict]:
-    if path.is_file():
-        stem = image_stem(path)
-        if stem is None:
-            raise DatasetError(f"{path}: not an image file (expected one of {', '.join(IMAGE_EXTENSIONS)})")
-        return [{"case_id": stem, "image": str(path)}]
-    if (path / "dataset.json").is_file():
-        return sorted(msd_cases(path, "test"), key=lambda c: c["case_id"])
-    fmt = _folder_format(path)
-    if fmt is not None:  # one case folder of per-modality files
-        return [per_modality_case(path, fmt)]
-    cases = []
-    for child in sorted(p for p in path.iterdir() if _visible(p)):
-        if child.is_dir() and (fmt := _folder_format(child)) is not None:
-            try:
-                cases.append(per_modality_case(child, fmt))
-            except DatasetError as exc:  # one incomplete case folder: reported at the end, the others go on
-                cases.append({"case_id": child.name, "image": str(child), "input_error": str(exc)})
-        elif child.is_file() and image_stem(child) is not None:
-            cases.append({"case_id": image_stem(child), "image": str(child)})
-    seen: dict[str, str] = {}
-    for case in cases:  # two inputs of one name would write the same output file
-        image = case["image"]
-        name = Path(image[0]).parent.name + "/" if isinstance(image, list) else Path(image).name
-        if seen.setdefault(case["case_id"], name) != name:
-            raise DatasetError(f"{path}: two inputs are named {case['case_id']!r} ({seen[case['case_id']]}, {name}); "
-                               "their outputs would overwrite each other")
-    return cases
-
-
-def find_inputs(input_path: str | os.PathLike, output_dir: str | os.PathLike | None = None,
-                skip_existing: bool = False, extension: str = ".nii.gz") -> list[dict]:
-    """Cases to segment from ``input_path``: one image file (a 4-D NIfTI, or any ITK format such as ``.nrrd``,
-    ``.mha``), a folder of such files, a case folder of per-modality files, a folder of case folders, or an MSD
-    dataset root (its ``imagesTs``).
-
-    Args:
-        input_path: the file or folder.
-        output_dir: where predictions go; with ``skip_existing``, cases whose output exists are left out.
-        skip_existing: resume an interrupted run instead of redoing finished cases.
-        extension: the output file extension checked by ``skip_existing``.
-
-    A case that cannot be listed in full (a case folder without one of its modalities, a file listed in
-    ``dataset.json`` that is missing) gets an ``input_error`` item: inference reports it and goes on with the others.
-
-    Raises:
-        DatasetError: the path does not exist or holds no image, or it is one case folder missing a modality.
-    """
-    path = Path(input_path)
-    if not path.exists():
-        raise DatasetError(f"{path}: input does not exist")
-    cases = _input_cases(path)
-    for case in cases:
-        missing = [f for f in case["image"] if not Path(f).is_file()] if isinstance(case["image"], list) else \
-            [case["image"]] if not Path(case["image"]).is_file() else []
-        if missing and "input_error" not in case:
-            case["input_error"] = f"{missing[0]}: listed input file does not exist"
-    if not cases:
-        raise DatasetError(f"{path}: no input images found (NIfTI, NRRD or MetaImage files, or BraTS case folders)")
-    if skip_existing and output_dir is not None:  # a bool: configs parse the switch (switches#skip_existing)
-        cases = unfinished_cases(cases, output_dir, extension)
-    logger.info("%s: %d case(s) to segment", path, len(cases))
-    return cases
-
-
-def input_format(input_path: str | os.PathLike, dataset_format: str = "auto") -> str:
-    """The label convention to write predictions in: ``dataset_format`` itself, or with ``auto`` the per-modality
-    layout found in the input (BraTS 2018-2021 or 2023 file names), else MSD."""
-    if dataset_format != "auto":
-        return get_format(dataset_format).name
-    path = Path(input_path)
-    if path.is_dir():
-        for name in ("brats2023", "brats2021"):
-            if any(_visible(p) for p in path.rglob(f"*{FORMATS[name].suffixes[0]}.nii*")):
-                return name
-    return "msd"

@@ -1,5 +1,6 @@
-"""BraTS checks of ``monai-app validate``: MSD ``dataset.json`` and the per-modality challenge layouts, every NIfTI
-read in full; channels, shapes, affines, label conventions, finite, non-empty voxels.
+"""BraTS checks of ``monai-app validate``: MSD ``dataset.json`` and the per-modality challenge layouts (2018-2021,
+2023-2025, PED), every NIfTI read in full; channels, shapes, affines, label conventions (the resection cavity and the
+PED cystic component included), finite, non-empty voxels; the sub-challenges of BraTS 2023-2025 case ids.
 
 :func:`cases_to_check` lists the cases as :mod:`monai_app.datasets.brats` does for training (each with its layout's
 name under ``"format"``), :func:`check_case` checks one.
@@ -35,6 +36,8 @@ def _check_label(path: str, spatial, affine, fmt: brats.BratsFormat, result: Val
         result.problem(f"{path}: label affine differs from the image's (origin, spacing or orientation)", case)
     values = distinct_values(label)
     result.values("label values", values[np.isfinite(values)] if values.dtype.kind == "f" else values)
+    if fmt.cavity is not None:
+        result.count(f"resection cavity (label {fmt.cavity})", "present" if fmt.cavity in values else "absent")
     unknown = fmt.unknown_labels(values)
     if unknown:
         result.problem(f"{path}: label values {unknown} are not {fmt.name} labels {list(fmt.labels)}", case)
@@ -164,7 +167,24 @@ def _per_modality_cases(root: Path, fmt: brats.BratsFormat, result: ValidationRe
         cases.append({**case, "part": "training" if "label" in case else "test (no segmentation)"})
     if any("label" not in c for c in cases):
         result.note("case folders without a segmentation file are test cases: training leaves them out")
+    _subchallenges(cases, fmt, result)
     return cases
+
+
+def _subchallenges(cases: list[dict], fmt: brats.BratsFormat, result: ValidationResult) -> None:
+    """Count the BraTS 2023-2025 sub-challenges (GLI, MEN, MET, PED, ...) of the case ids, and note cases whose
+    sub-challenge suggests another label convention than ``fmt`` (not a problem: the user may have chosen it)."""
+    if fmt.name not in ("brats2023", "brats2024ped"):
+        return
+    codes = Counter(brats.subchallenge(c["case_id"]) or "other" for c in cases)
+    result.summary["sub-challenges"] = codes
+    ped = codes.get("PED", 0)
+    if fmt.name == "brats2023" and ped:
+        result.note(f"{ped} BraTS-PED case(s) read with the glioma labels (1 NETC, 2 SNFH, 3 ET), as BraTS-PED 2023 "
+                    "numbered them; BraTS-PED 2024-2025 data: --dataset-format brats2024ped")
+    elif fmt.name == "brats2024ped" and ped < len(cases):
+        result.note(f"{len(cases) - ped} case(s) are no BraTS-PED cases but are read with the BraTS-PED 2024-2025 "
+                    "labels (1 ET, 2 NETC, 3 CC, 4 ED)")
 
 
 def cases_to_check(root: Path, dataset_format: str | None, result: ValidationResult) -> list[dict]:
@@ -172,7 +192,7 @@ def cases_to_check(root: Path, dataset_format: str | None, result: ValidationRes
 
     Args:
         root: the dataset folder.
-        dataset_format: ``msd``, ``brats2021``, ``brats2023``, or None / ``auto`` (detect).
+        dataset_format: ``msd``, ``brats2021``, ``brats2023``, ``brats2024ped``, or None / ``auto`` (detect).
         result: where layout problems, the layout and the cases per part go.
 
     Raises:

@@ -5,6 +5,12 @@ zero outside) holding one glioma: edema around a tumour core made of an enhancin
 about one case in four, a core with no enhancing part). Every tissue has its own intensity signature across FLAIR,
 T1, T1 with contrast and T2, so a network can learn it. Sizes, voxel spacings, axis flips and origins vary per case
 so that resampling and orientation code is exercised. Generation is deterministic for a given seed.
+
+BraTS 2023-2025 layouts name their cases by sub-challenge (``BraTS-<code>-00000-000``): MET cases hold 3-12 small
+metastases of weaker contrast instead of a glioma; GLI, MEN, SSA and GoAT cases hold the glioma phantom. Post-treatment
+scans (``resection_cavity``) add a CSF-like resection cavity beside the tumour in three cases of four; BraTS-PED
+2024-2025 cases (``brats2024ped``) add a cystic component to the core in three cases of four. The tissue itself is
+drawn by :mod:`monai_app.synthetic.brats_tissue`.
 """
 
 from __future__ import annotations
@@ -23,16 +29,21 @@ from tqdm import tqdm
 from monai_app.datasets.brats import CHANNELS, FORMATS, BratsFormat
 from monai_app.errors import DatasetError, UserInputError
 from monai_app.files import atomic_path, atomic_write_text
+from monai_app.synthetic import brats_tissue
+from monai_app.synthetic.brats_tissue import CODES, ENHANCING
 
 logger = logging.getLogger(__name__)
 
 SPACINGS = (1.0, 1.0, 1.1, 1.25)
 # Normal-tissue intensity (white matter, grey matter) per channel of CHANNELS.
 TISSUE = {"flair": (350.0, 450.0), "t1": (600.0, 420.0), "t1ce": (580.0, 430.0), "t2": (300.0, 480.0)}
-# Multiplier of the local normal-tissue intensity for (edema, necrosis, enhancing) per channel.
-CONTRAST = {"flair": (1.6, 1.2, 1.3), "t1": (0.85, 0.6, 0.9), "t1ce": (0.9, 0.6, 2.0), "t2": (1.7, 1.9, 1.4)}
-# Internal tissue codes (the MSD numbers); mapped to the layout's label numbers when written.
-EDEMA, NECROSIS, ENHANCING = 1, 2, 3
+# Multiplier of the local normal-tissue intensity per channel for the tissue codes of brats_tissue.CODES: edema,
+# necrosis, enhancing tumour, cyst (fluid, T2-bright, not quite dark on FLAIR), resection cavity (CSF: dark on T1, T1c
+# and FLAIR, bright on T2).
+CONTRAST = {"flair": (1.6, 1.2, 1.3, 1.1, 0.3), "t1": (0.85, 0.6, 0.9, 0.55, 0.35),
+            "t1ce": (0.9, 0.6, 2.0, 0.6, 0.35), "t2": (1.7, 1.9, 1.4, 2.3, 2.2)}
+MET_CONTRAST = 0.7  # metastases: tumour contrast 0.7 times the glioma phantom's
+SUBCHALLENGES = ("GLI", "MEN", "MET", "SSA", "GoAT")  # brats2023 case-id codes; brats2024ped writes PED
 MIN_SIDE = 16
 
 
@@ -59,8 +70,29 @@ def _check_args(out_dir: Path, cases: int, test_cases: int, dataset_format: str,
     return FORMATS[dataset_format], tuple(int(d) for d in dims)
 
 
-def _case_ids(fmt: BratsFormat, cases: int, test_cases: int) -> list[str]:
-    """Case ids in the layout's naming, training cases first, then test cases."""
+def _check_subchallenge(fmt: BratsFormat, subchallenge: str | None, resection_cavity: bool) -> str | None:
+    """The sub-challenge code of the case ids (``GLI`` by default for ``brats2023``, ``PED`` for ``brats2024ped``,
+    None for the older layouts); a :class:`UserInputError` for a code or a cavity the layout does not have."""
+    if resection_cavity and fmt.name != "brats2023":
+        raise UserInputError(f"resection_cavity: only the brats2023 layout (BraTS 2024-2025 post-treatment) has a "
+                             f"resection-cavity label, not {fmt.name}")
+    if fmt.name == "brats2023":
+        if subchallenge not in (None, *SUBCHALLENGES):
+            raise UserInputError(f"subchallenge must be one of {', '.join(SUBCHALLENGES)} for brats2023, got "
+                                 f"{subchallenge!r} (BraTS-PED 2024-2025: dataset_format brats2024ped)")
+        return subchallenge or "GLI"
+    if fmt.name == "brats2024ped":
+        if subchallenge not in (None, "PED"):
+            raise UserInputError(f"brats2024ped cases are BraTS-PED cases; subchallenge {subchallenge!r} is not PED")
+        return "PED"
+    if subchallenge is not None:
+        raise UserInputError(f"subchallenge applies to the brats2023 and brats2024ped layouts, not {fmt.name}")
+    return None
+
+
+def _case_ids(fmt: BratsFormat, cases: int, test_cases: int, code: str | None = None) -> list[str]:
+    """Case ids in the layout's naming, training cases first, then test cases; ``code``: the sub-challenge of
+    BraTS 2023-2025 ids."""
     total = cases + test_cases
     if fmt.name == "msd":  # test ids continue the numbering, as in Task01 (BRATS_485 ... follow BRATS_484)
         width = max(3, len(str(total)))
@@ -69,35 +101,7 @@ def _case_ids(fmt: BratsFormat, cases: int, test_cases: int) -> list[str]:
         width = max(3, len(str(max(cases, test_cases))))
         return ([f"BraTS20_Training_{i:0{width}d}" for i in range(1, cases + 1)]
                 + [f"BraTS20_Validation_{i:0{width}d}" for i in range(1, test_cases + 1)])
-    return [f"BraTS-GLI-{i:05d}-000" for i in range(total)]
-
-
-def _upsampler(size: int, coarse: int) -> np.ndarray:
-    """A (size, coarse) matrix that interpolates a coarse axis onto ``size`` voxels with a smooth Gaussian kernel."""
-    u = np.linspace(0.0, coarse - 1.0, size)[:, None]
-    weights = np.exp(-0.5 * ((u - np.arange(coarse)[None, :]) / 0.6) ** 2)
-    return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
-
-
-def _smooth_noise(rng: np.random.Generator, dims: tuple[int, ...], cell: float) -> np.ndarray:
-    """Zero-mean, unit-variance noise smooth over about ``cell`` voxels: white noise on a coarse grid, upsampled one
-    axis at a time (separable, so milliseconds where ``ndimage.zoom`` takes a quarter second)."""
-    field = rng.standard_normal(tuple(max(2, int(round(d / cell))) + 1 for d in dims), dtype=np.float32)
-    for axis, size in enumerate(dims):
-        field = np.moveaxis(np.tensordot(_upsampler(size, field.shape[axis]), field, axes=(1, axis)), 0, axis)
-    return ((field - field.mean()) / (field.std() + 1e-6)).astype(np.float32)
-
-
-def _ellipsoid_radius(dims: tuple[int, ...], centre: np.ndarray, semi: np.ndarray) -> np.ndarray:
-    """Normalised ellipsoid radius of every voxel: below 1 inside the ellipsoid (``centre``, ``semi`` axes)."""
-    grid = np.ogrid[tuple(slice(0, d) for d in dims)]
-    return np.sqrt(sum(((g - c) / s) ** 2 for g, c, s in zip(grid, centre, semi))).astype(np.float32)
-
-
-def _ball_point(rng: np.random.Generator) -> np.ndarray:
-    """A point drawn uniformly in the unit ball."""
-    v = rng.standard_normal(3)
-    return v / (np.linalg.norm(v) + 1e-12) * rng.random() ** (1 / 3)
+    return [f"BraTS-{code or 'GLI'}-{i:05d}-000" for i in range(total)]
 
 
 def _geometry(rng: np.random.Generator, shape: tuple[int, int, int], force_flip: bool) -> tuple[tuple, np.ndarray]:
@@ -114,61 +118,6 @@ def _geometry(rng: np.random.Generator, shape: tuple[int, int, int], force_flip:
     return dims, affine
 
 
-def _brain(rng: np.random.Generator, dims: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Brain mask (a slightly irregular ellipsoid over ~70-80 % of each axis), its centre and semi-axes, and the
-    white-matter fraction of every voxel (smoothed noise through a steep sigmoid)."""
-    size = np.array(dims, dtype=float)
-    centre = (size - 1) / 2 + rng.uniform(-0.02, 0.02, 3) * size
-    semi = size * rng.uniform(0.35, 0.40, 3)
-    surface = 1.0 + 0.04 * np.clip(_smooth_noise(rng, dims, 12.0), -2.5, 2.5)
-    brain = _ellipsoid_radius(dims, centre, semi) < surface
-    white = 1.0 / (1.0 + np.exp(-4.0 * _smooth_noise(rng, dims, 6.0)))
-    return brain, centre, semi, white.astype(np.float32)
-
-
-def _blob(rng: np.random.Generator, dims: tuple, centre: np.ndarray, radius: float) -> np.ndarray:
-    """An irregular blob: an ellipsoid of mean radius ``radius`` whose surface is pushed by smooth noise."""
-    semi = radius * rng.uniform(0.8, 1.2, 3)
-    rough = np.clip(_smooth_noise(rng, dims, max(2.0, 0.7 * radius)), -2.5, 2.5)
-    return _ellipsoid_radius(dims, centre, semi) < 1.0 + 0.2 * rough
-
-
-def _tumour(rng: np.random.Generator, brain: np.ndarray, centre: np.ndarray, semi: np.ndarray,
-            enhancing: bool) -> np.ndarray:
-    """Tissue codes (0, EDEMA, NECROSIS, ENHANCING) of one glioma at a random place inside ``brain``."""
-    dims, min_semi = np.array(brain.shape), float(semi.min())
-    # whole-tumour radius 25-50 % of the brain's smallest semi-axis: 1-6 % of the brain volume, as in BraTS
-    radius = max(2.5, rng.uniform(0.25, 0.50) * min_semi)
-    at = centre + _ball_point(rng) * max(0.0, 0.85 - radius / min_semi) * semi
-    if not brain[tuple(np.clip(np.round(at).astype(int), 0, dims - 1))]:
-        at = centre
-    reach = 1.8 * radius + 3  # the blobs never reach further: 1.2 x radius, surface pushed out by at most 50 %
-    lo = np.maximum(np.floor(at - reach).astype(int), 0)
-    box = tuple(slice(a, b) for a, b in zip(lo, np.minimum(np.ceil(at + reach).astype(int) + 1, dims)))
-    tissue = np.zeros(brain.shape, dtype=np.uint8)
-    tissue[box] = _tumour_tissue(rng, brain[box], at - lo, radius, enhancing)
-    return tissue
-
-
-def _tumour_tissue(rng: np.random.Generator, brain: np.ndarray, at: np.ndarray, radius: float,
-                   enhancing: bool) -> np.ndarray:
-    """Tissue codes of a glioma centred at ``at`` (voxels of the box ``brain``); edema and core are never empty."""
-    r_core = max(1.5, radius * rng.uniform(0.5, 0.75))
-    whole = _blob(rng, brain.shape, at, radius) & brain
-    core = _blob(rng, brain.shape, at + _ball_point(rng) * 0.3 * (radius - r_core), r_core) & whole
-    if not core.any():
-        core[tuple(np.round(at).astype(int))] = True
-    whole |= ndimage.binary_dilation(core) & brain  # a rim of edema around the core, always
-    tissue = np.where(whole, EDEMA, 0).astype(np.uint8)
-    tissue[core] = NECROSIS
-    if enhancing:  # a shell 2-3 voxels thick; thinner when the core is too small to keep a necrotic centre
-        depth = ndimage.distance_transform_edt(core)
-        thickness = min(int(rng.integers(2, 4)), depth.max() - 1)
-        if thickness >= 1:
-            tissue[core & (depth <= thickness)] = ENHANCING
-    return tissue
-
-
 def _bias_field(rng: np.random.Generator, dims: tuple) -> np.ndarray:
     """A smooth multiplicative bias field (random quadratic polynomial) within 1 +/- 0.15."""
     x, y, z = (np.linspace(-1.0, 1.0, d, dtype=np.float32).reshape([-1 if a == i else 1 for a in range(3)])
@@ -179,31 +128,46 @@ def _bias_field(rng: np.random.Generator, dims: tuple) -> np.ndarray:
     return (1.0 + 0.15 * field / (np.abs(field).max() + 1e-6)).astype(np.float32)
 
 
-def _images(rng: np.random.Generator, brain: np.ndarray, white: np.ndarray, tissue: np.ndarray) -> list[np.ndarray]:
-    """The four channels (:data:`CHANNELS` order), float32, exactly 0 outside ``brain``."""
+def _images(rng: np.random.Generator, brain: np.ndarray, white: np.ndarray, tissue: np.ndarray,
+            contrast: float = 1.0) -> list[np.ndarray]:
+    """The four channels (:data:`CHANNELS` order), float32, exactly 0 outside ``brain``; ``contrast`` scales every
+    tissue's departure from normal tissue."""
     dims = brain.shape
-    soft = [ndimage.gaussian_filter((tissue == k).astype(np.float32), 0.7) for k in (EDEMA, NECROSIS, ENHANCING)]
-    strength = rng.uniform(0.85, 1.15)
+    present = [k for k in CODES if k <= ENHANCING or (tissue == k).any()]  # always the three tumour tissues
+    soft = [ndimage.gaussian_filter((tissue == k).astype(np.float32), 0.7) for k in present]
+    strength = rng.uniform(0.85, 1.15) * contrast
     channels = []
     for name in CHANNELS:
         wm, gm = TISSUE[name]
         normal = np.float32(gm) + np.float32(wm - gm) * white
-        factor = 1.0 + sum(np.float32(strength * (f - 1.0)) * s for f, s in zip(CONTRAST[name], soft))
+        factors = [CONTRAST[name][k - 1] for k in present]
+        factor = 1.0 + sum(np.float32(strength * (f - 1.0)) * s for f, s in zip(factors, soft))
         image = normal * factor * _bias_field(rng, dims) * np.float32(rng.uniform(0.8, 1.25))
         image += rng.standard_normal(dims, dtype=np.float32) * np.float32(0.02 * gm)
         channels.append(np.where(brain, np.maximum(image, 1.0), 0.0).astype(np.float32))
     return channels
 
 
-def _make_case(seed: int, index: int, shape: tuple[int, int, int]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+def _make_case(seed: int, index: int, shape: tuple[int, int, int], code: str | None = None, cyst: bool = False,
+               cavity: bool = False) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     """One phantom: (channels, tissue codes, affine). Case 0 has a flipped axis; cases 1, 5, 9, ... (one in four)
-    have no enhancing tumour."""
+    have no enhancing tumour. ``code`` ``MET``: metastases in place of the glioma, at weaker contrast. ``cyst`` adds
+    a cystic component, except to cases 3, 7, 11, ...; ``cavity`` a resection cavity, except to cases 2, 6, 10, ...
+    (both drawn from their own random stream, so the rest of the case stays as without them)."""
     rng = np.random.default_rng([seed, index])
     dims, affine = _geometry(rng, shape, force_flip=index == 0)
-    brain, centre, semi, white = _brain(rng, dims)
-    enhancing = index % 4 != 1
-    tissue = _tumour(rng, brain, centre, semi, enhancing)
-    return _images(rng, brain, white, tissue), tissue, affine
+    brain, centre, semi, white = brats_tissue.brain_phantom(rng, dims)
+    if code == "MET":
+        tissue = brats_tissue.metastases(rng, brain, centre, semi)
+    else:
+        tissue = brats_tissue.glioma(rng, brain, centre, semi, enhancing=index % 4 != 1)
+    extra = np.random.default_rng([seed, index, 1])
+    if cyst and index % 4 != 3:
+        brats_tissue.cystic_component(extra, tissue)
+    if cavity and index % 4 != 2:
+        brats_tissue.resection_cavity(extra, brain, tissue)
+    contrast = MET_CONTRAST if code == "MET" else 1.0
+    return _images(rng, brain, white, tissue, contrast), tissue, affine
 
 
 def _save(array: np.ndarray, affine: np.ndarray, path: Path) -> None:
@@ -255,36 +219,48 @@ def _write_dataset_json(root: Path, train_ids: list[str], test_ids: list[str], s
 
 
 def write_brats(out_dir: str | os.PathLike, cases: int = 8, dataset_format: str = "msd", seed: int = 0,
-                shape: tuple[int, int, int] = (96, 96, 64), test_cases: int = 2, progress: bool = False) -> list[str]:
+                shape: tuple[int, int, int] = (96, 96, 64), test_cases: int = 2, progress: bool = False,
+                subchallenge: str | None = None, resection_cavity: bool = False) -> list[str]:
     """Write a synthetic BraTS dataset in exactly the real on-disk layout of `dataset_format`; return the case ids
     written (training then test).
 
     Args:
         out_dir: folder to write into (created; files of the same names are replaced).
         cases: number of labelled training cases (>= 1).
-        dataset_format: ``msd`` (Task01_BrainTumour), ``brats2021`` or ``brats2023``; label numbers follow
-            :data:`monai_app.datasets.brats.FORMATS`.
-        seed: non-negative seed; the same seed and shape give identical files in every layout (up to label numbers).
+        dataset_format: ``msd`` (Task01_BrainTumour), ``brats2021``, ``brats2023`` or ``brats2024ped`` (BraTS-PED
+            2024-2025: ids ``BraTS-PED-...``, every PED label, a cystic component in three cases of four); label
+            numbers follow :data:`monai_app.datasets.brats.FORMATS`.
+        seed: non-negative seed; the same seed and shape give identical files in every layout (up to label numbers,
+            and the tissue the options below add).
         shape: nominal volume size (X, Y, Z), each >= 16; every case draws its own size within 0.85-1.15 of it.
         test_cases: number of unlabelled cases (MSD ``imagesTs``; per-modality layouts: folders without a seg file).
         progress: show a progress bar over cases.
+        subchallenge: ``brats2023`` only: the case-id code, one of :data:`SUBCHALLENGES` (default ``GLI``); ``MET``
+            writes 3-12 small metastases per case instead of a glioma.
+        resection_cavity: ``brats2023`` only: post-treatment scans, a resection cavity (label 4) beside the tumour in
+            three cases of four.
 
     Returns:
         The case ids, training cases first.
 
     Raises:
-        UserInputError: an argument is out of range or ``out_dir`` is a file (``DatasetError`` for an unknown format).
+        UserInputError: an argument is out of range, an option the layout does not have, or ``out_dir`` is a file
+            (``DatasetError`` for an unknown format).
     """
     root = Path(out_dir)
     fmt, dims = _check_args(root, cases, test_cases, dataset_format, seed, shape)
-    ids = _case_ids(fmt, cases, test_cases)
-    lut = np.array([0, fmt.edema, fmt.necrosis, fmt.enhancing], dtype=np.uint8)
+    code = _check_subchallenge(fmt, subchallenge, bool(resection_cavity))
+    ids = _case_ids(fmt, cases, test_cases, code)
+    lut = np.array([0, fmt.edema, fmt.necrosis, fmt.enhancing, fmt.cystic or fmt.necrosis, fmt.cavity or 0],
+                   dtype=np.uint8)  # indexed by brats_tissue's codes
     indices = range(len(ids))
     for index in tqdm(indices, desc="synthetic BraTS", unit="case") if progress else indices:
-        channels, tissue, affine = _make_case(seed, index, dims)
+        channels, tissue, affine = _make_case(seed, index, dims, code, cyst=fmt.cystic is not None,
+                                              cavity=bool(resection_cavity))
         _write_case(root, fmt, ids[index], channels, lut[tissue] if index < cases else None, affine)
     if fmt.name == "msd":  # written last: an interrupted run leaves no dataset.json, so it is not taken for a dataset
         _write_dataset_json(root, ids[:cases], ids[cases:], seed)
-    logger.info("%s: wrote %d training and %d test synthetic BraTS cases (%s layout)", root, cases, test_cases,
-                fmt.name)
+    kind = f"{code}{' post-treatment' if resection_cavity else ''} " if code else ""
+    logger.info("%s: wrote %d training and %d test synthetic BraTS %scases (%s layout)", root, cases, test_cases,
+                kind, fmt.name)
     return ids

@@ -1,4 +1,5 @@
-"""BraTS on disk: label conventions of the three layouts, and finding cases in real-layout folders built by hand."""
+"""BraTS on disk: label conventions of the layouts (MSD, 2018-2021, 2023-2025 with the resection cavity, PED
+2024-2025), and finding cases in real-layout folders built by hand."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pytest
 import torch
 from monai.transforms import ConvertToMultiChannelBasedOnBratsClasses, EnsureChannelFirstd, LoadImaged
 
-from monai_app.datasets.brats import detect_format, find_cases, find_inputs, input_format
+from monai_app.datasets.brats import detect_format, find_cases
+from monai_app.datasets.brats_inputs import find_inputs, input_format
 from monai_app.errors import DatasetError
 from monai_app.transforms.brats import BratsLabelToRegionsd
 
@@ -57,10 +59,12 @@ def _msd(root: Path, train: list[str], test: list[str]) -> Path:
 #   [0, 0] background, [0, 1] first tumour label, [1, 0] second, [1, 1] third.
 # MSD: 1 edema, 2 non-enhancing core, 3 enhancing.  2018-21: 1 NCR/NET, 2 edema, 4 enhancing.  2023: 1 NCR, 2 edema,
 # 3 enhancing.  Expected region masks (WT, TC, ET) follow docs/DATASETS.md section 1, written out voxel by voxel.
+# PED 2024-2025: 1 ET, 2 NETC, 3 CC, 4 ED.
 @pytest.mark.parametrize("fmt, labels, wt, tc, et", [
     ("msd", [[0, 1], [2, 3]], [[0, 1], [1, 1]], [[0, 0], [1, 1]], [[0, 0], [0, 1]]),
     ("brats2021", [[0, 1], [2, 4]], [[0, 1], [1, 1]], [[0, 1], [0, 1]], [[0, 0], [0, 1]]),
     ("brats2023", [[0, 1], [2, 3]], [[0, 1], [1, 1]], [[0, 1], [0, 1]], [[0, 0], [0, 1]]),
+    ("brats2024ped", [[3, 1], [2, 4]], [[1, 1], [1, 1]], [[1, 1], [1, 0]], [[0, 1], [0, 0]]),
 ])
 def test_label_to_regions_per_layout(fmt, labels, wt, tc, et):
     label = torch.tensor(labels, dtype=torch.uint8)[None, :, :, None]  # (1, 2, 2, 1)
@@ -81,7 +85,7 @@ def test_monai_brats_converter_misreads_msd_labels():
     assert torch.equal(torch.as_tensor(ours[2, ..., 0]), torch.tensor([[0.0, 0.0], [0.0, 1.0]]))
 
 
-@pytest.mark.parametrize("fmt, bad", [("msd", 4), ("brats2021", 3), ("brats2023", 4)])
+@pytest.mark.parametrize("fmt, bad", [("msd", 4), ("brats2021", 3), ("brats2023", 5), ("brats2024ped", 5)])
 def test_label_values_outside_the_format_name_the_file(tmp_path, fmt, bad):
     path = tmp_path / "BRATS_042_seg.nii.gz"
     data = np.zeros((4, 4, 4), dtype=np.uint8)
@@ -170,6 +174,31 @@ def test_channel_order_sorting_and_test_part(tmp_path, fmt, ids, suffixes, seg):
     test = find_cases(tmp_path, fmt, part="test")
     assert len(test) == 1 and test[0]["case_id"] == unlabelled and "label" not in test[0]
     assert test[0]["image"] == [str(tmp_path / unlabelled / f"{unlabelled}{s}.nii.gz") for s in suffixes]
+
+
+@pytest.mark.parametrize("ids, fmt", [
+    (["BraTS-GLI-02105-100", "BraTS-MET-00001-000", "BraTS-MEN-00004-000", "BraTS-SSA-00002-000"], "brats2023"),
+    (["BraTS-PED-00030-000", "BraTS-PED-00012-000"], "brats2024ped"),
+])
+def test_the_2023_2025_sub_challenges_are_told_apart_by_their_case_ids(tmp_path, ids, fmt):
+    """Every sub-challenge shares the -t2f names; only BraTS-PED 2024-2025 numbers its labels otherwise."""
+    for case in ids:
+        _case(tmp_path / "TrainingData" / case, SUFFIXES_2023, "-seg")
+    assert detect_format(tmp_path) == fmt
+    assert [c["case_id"] for c in find_cases(tmp_path)] == sorted(ids)
+    assert input_format(tmp_path) == fmt and input_format(tmp_path / "TrainingData" / ids[0]) == fmt
+    assert find_inputs(tmp_path / "TrainingData" / ids[0])[0]["case_id"] == ids[0]
+    assert [c["case_id"] for c in find_cases(tmp_path, "brats2023")] == sorted(ids)  # BraTS-PED 2023: glioma numbers
+
+
+def test_a_folder_mixing_ped_and_other_cases_asks_for_a_format(tmp_path):
+    for case in ("BraTS-PED-00001-000", "BraTS-GLI-00001-000"):
+        _case(tmp_path / case, SUFFIXES_2023, "-seg")
+    for call in (detect_format, find_cases, input_format):
+        with pytest.raises(DatasetError, match=r"1 of 2 case folders are BraTS-PED cases .*brats2024ped"):
+            call(tmp_path)
+    assert len(find_cases(tmp_path, "brats2023")) == 2  # an explicit format reads them all
+    assert input_format(tmp_path, "brats2024ped") == "brats2024ped"
 
 
 # --- find_cases: MSD ------------------------------------------------------------------------------------------------

@@ -174,3 +174,87 @@ def test_bad_arguments_are_named(tmp_path, kwargs, message):
 def test_unknown_format_is_named(tmp_path):
     with pytest.raises(DatasetError, match="unknown BraTS dataset_format 'brats2019'"):
         write_brats(tmp_path, dataset_format="brats2019")
+
+
+# --- BraTS 2023-2025 sub-challenges, post-treatment scans, BraTS-PED ---------------------------------------------
+
+def _cases(root: Path, fmt: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(case id, image X×Y×Z×4, label) of every training case."""
+    return [(item["case_id"], *_load(item)[:2]) for item in find_cases(root, fmt, "train")]
+
+
+def _ratio(image: np.ndarray, label: np.ndarray, value: int, channel: int) -> float:
+    """Mean intensity of ``value``'s voxels over that of normal brain, on one channel."""
+    brain = image[..., 0] != 0
+    return float(image[..., channel][label == value].mean() / image[..., channel][brain & (label == 0)].mean())
+
+
+def test_ped_cases_hold_every_ped_label_and_a_cystic_component(tmp_path):
+    ids = write_brats(tmp_path, cases=4, dataset_format="brats2024ped", seed=0, shape=SHAPE, test_cases=1)
+    assert ids == [f"BraTS-PED-{i:05d}-000" for i in range(5)] and detect_format(tmp_path) == "brats2024ped"
+    cases = _cases(tmp_path, "brats2024ped")
+    present = set().union(*(set(np.unique(label).tolist()) for _, _, label in cases))
+    assert present == {0, 1, 2, 3, 4}  # 1 ET, 2 NETC, 3 CC, 4 ED
+    assert sum(3 in label for _, _, label in cases) == 3  # a cyst in three cases of four
+    for _, image, label in cases:
+        assert {2, 4} <= set(np.unique(label).tolist())  # NETC and edema always
+        if 3 in label:
+            assert _ratio(image, label, 3, 3) > 1.3  # fluid: bright on T2
+
+
+def test_met_cases_hold_several_small_enhancing_lesions(tmp_path):
+    from scipy import ndimage
+
+    met, gli = tmp_path / "met", tmp_path / "gli"
+    ids = write_brats(met, cases=4, dataset_format="brats2023", subchallenge="MET", seed=0, shape=(64, 64, 48),
+                      test_cases=0)
+    assert ids == [f"BraTS-MET-{i:05d}-000" for i in range(4)] and detect_format(met) == "brats2023"
+    write_brats(gli, cases=4, dataset_format="brats2023", seed=0, shape=(64, 64, 48), test_cases=0)
+    sizes, glioma_sizes, enhancing, glioma_enhancing = [], [], [], []
+    for (_, image, label), (_, glioma, glioma_label) in zip(_cases(met, "brats2023"), _cases(gli, "brats2023")):
+        lesions, n = ndimage.label(label > 0)
+        assert 3 <= n <= 12
+        assert all((label[lesions == i] == 3).any() and (label[lesions == i] == 2).any() for i in range(1, n + 1))
+        sizes += np.bincount(lesions.ravel())[1:].tolist()
+        glioma_sizes.append(int((glioma_label > 0).sum()))
+        enhancing.append(_ratio(image, label, 3, 2))  # T1 with contrast
+        if 3 in glioma_label:
+            glioma_enhancing.append(_ratio(glioma, glioma_label, 3, 2))
+    assert max(sizes) < min(glioma_sizes) and np.median(sizes) < 0.2 * np.median(glioma_sizes)  # small lesions
+    assert 1.1 < np.mean(enhancing) < np.mean(glioma_enhancing)  # enhancing, but weaker than the glioma phantom
+
+
+def test_post_treatment_cases_hold_a_csf_like_resection_cavity(tmp_path):
+    write_brats(tmp_path / "rc", cases=4, dataset_format="brats2023", resection_cavity=True, seed=0, shape=SHAPE,
+                test_cases=0)
+    write_brats(tmp_path / "gli", cases=4, dataset_format="brats2023", seed=0, shape=SHAPE, test_cases=0)
+    with_rc, without = _cases(tmp_path / "rc", "brats2023"), _cases(tmp_path / "gli", "brats2023")
+    assert [4 in label for _, _, label in with_rc] == [True, True, False, True]  # most cases
+    for (_, image, label), (_, _, plain) in zip(with_rc, without):
+        assert set(np.unique(label).tolist()) <= {0, 1, 2, 3, 4}
+        assert np.array_equal(np.isin(label, (1, 3)), np.isin(plain, (1, 3)))  # the tumour core is left as it was
+        if 4 in label:
+            flair, t1, t1c, t2 = (_ratio(image, label, 4, c) for c in range(4))
+            assert flair < 0.8 and t1 < 0.8 and t1c < 0.8 and t2 > 1.3, (flair, t1, t1c, t2)
+            assert (plain[label == 4] != 1).all() and (plain[label == 4] != 3).all()
+
+
+def test_new_options_are_deterministic(tmp_path):
+    def files(folder: Path) -> list[bytes]:
+        write_brats(folder, cases=2, dataset_format="brats2023", subchallenge="MET", resection_cavity=True, seed=5,
+                    shape=(24, 20, 16), test_cases=0)
+        return [np.asanyarray(nib.load(p).dataobj).tobytes() for p in sorted(folder.rglob("*.nii.gz"))]
+
+    assert files(tmp_path / "a") == files(tmp_path / "b")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"dataset_format": "msd", "resection_cavity": True}, "only the brats2023 layout .* resection-cavity label"),
+    ({"dataset_format": "brats2024ped", "resection_cavity": True}, "not brats2024ped"),
+    ({"dataset_format": "brats2023", "subchallenge": "PED"}, "subchallenge must be one of GLI, MEN, MET, SSA, GoAT"),
+    ({"dataset_format": "brats2021", "subchallenge": "MET"}, "not brats2021"),
+])
+def test_options_a_layout_does_not_have_are_named(tmp_path, kwargs, message):
+    with pytest.raises(UserInputError, match=message):
+        write_brats(tmp_path, **kwargs)
+    assert not any(tmp_path.iterdir())
