@@ -2,9 +2,10 @@
 bundles are.
 
 Everything here is small glue for config expressions: switches parsed once (:func:`flag`), worker defaults, the bundle
-folder (:func:`bundle_root`), loading a network or a TorchScript file, checks of user-given files with clear errors,
-and the run records (settings, summaries). :func:`install_error_hook` and :func:`check_output_dir` are re-exported so
-configs need this one module for their helpers. It depends only on :mod:`monai_app.errors` and :mod:`monai_app.files`.
+folder (:func:`bundle_root`), loading a network or a TorchScript file and the output channels of a checkpoint
+(:func:`out_channels`), checks of user-given files with clear errors, and the run records (settings, summaries).
+:func:`install_error_hook` and :func:`check_output_dir` are re-exported so configs need this one module for their
+helpers. It depends only on :mod:`monai_app.errors` and :mod:`monai_app.files`.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from monai_app.errors import UserInputError, install_error_hook
 from monai_app.files import atomic_write_text, check_output_dir
 
 __all__ = ["bundle_root", "bundles_dir", "bundle_path", "flag", "cuda_amp", "default_workers", "check_file",
-           "check_weights", "load_network", "load_torchscript", "log_summary", "log_outputs", "save_settings",
-           "install_error_hook", "check_output_dir"]
+           "check_weights", "load_network", "out_channels", "load_torchscript", "log_summary", "log_outputs",
+           "save_settings", "install_error_hook", "check_output_dir"]
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +136,31 @@ def load_network(network_def: Any, device: Any, torchscript_path: str | os.PathL
     """The network to run: ``network_def`` on ``device``, or the TorchScript file ``torchscript_path`` when given
     (``monai-app export``'s ``model.ts``; then ``network_def`` is left unused)."""
     return load_torchscript(torchscript_path, device) if torchscript_path else network_def.to(device)
+
+
+def out_channels(ckpt_path: str | os.PathLike | None, torchscript_path: str | os.PathLike | None = None,
+                 default: int = 3) -> int:
+    """The output channels of the network a checkpoint holds, so inference builds ``network_def`` to fit it: the
+    length of the last 1-D tensor of its weights (the bias of the output convolution, the last layer of MONAI's
+    UNet). A bare state dict and ``last.pt`` (weights under ``"model"``) are both read, memory-mapped (nothing else
+    of the file is loaded), with ``weights_only``.
+
+    ``default`` where there is nothing to read: a TorchScript file runs instead (``network_def`` is unused), or the
+    checkpoint is missing or unreadable (then :func:`check_weights` or the loader reports it, naming the file).
+    """
+    import torch
+
+    if torchscript_path or not ckpt_path or not Path(ckpt_path).is_file():
+        return default
+    try:
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # reported with its file by the loader (engine.checkpoints.read_checkpoint)
+        return default
+    weights = state.get("model", state) if isinstance(state, Mapping) else None
+    if not isinstance(weights, Mapping):
+        return default
+    vectors = [v for v in weights.values() if isinstance(v, torch.Tensor) and v.ndim == 1]
+    return int(vectors[-1].shape[0]) if vectors else default
 
 
 def cuda_amp(amp: Any, device: Any) -> bool:

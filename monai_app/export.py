@@ -208,7 +208,7 @@ def export_bundle(bundle: str | os.PathLike, ckpt_path: str | os.PathLike, out_d
     root, ckpt = _checked_arguments(bundle, ckpt_path, formats)
     out = Path(out_dir) if out_dir else ckpt.parent
     out.mkdir(parents=True, exist_ok=True)
-    overrides = dict(overrides or {})
+    overrides = {"ckpt_path": str(ckpt), **(overrides or {})}  # network_def fits its output channels (brats: RC)
     parser = _parser(root, overrides)
     shape = _input_shape(parser)
     net = _load_network(parser, ckpt)  # fails early, with a clear message, on a checkpoint of another network

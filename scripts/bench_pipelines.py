@@ -96,8 +96,8 @@ def load_network(ckpt: str | None, device: str, work: Path, overrides: dict | No
 
     parser = ConfigParser()
     parser.read_config(str(BUNDLE / "configs" / "inference.json"))
-    for key, value in (overrides or {}).items():
-        parser[key] = value
+    for key, value in {**({"ckpt_path": str(ckpt)} if ckpt else {}), **(overrides or {})}.items():
+        parser[key] = value  # ckpt_path: network_def takes its output channels from the checkpoint
     torch.manual_seed(0)
     net = parser.get_parsed_content("network_def", instantiate=True)
     if ckpt:

@@ -9,7 +9,7 @@ import torch
 from monai.data import MetaTensor, NibabelWriter
 
 from monai_app.datasets.brats import FORMATS
-from monai_app.transforms.brats import BratsLabelToRegionsd, BratsRegionsToLabeld
+from monai_app.transforms.brats import BratsLabelToRegionsd, BratsRegionsToLabeld, BratsSplitCavityd
 from monai_app.transforms.common import MaskOutsideImaged, N4BiasFieldCorrectiond, RemoveSmallRegionsd, WriteCased, n4_bias_field_correct
 
 AFFINE = np.array([[-1.0, 0, 0, 10.0], [0, 1.2, 0, -20.0], [0, 0, 2.0, 5.0], [0, 0, 0, 1]])
@@ -19,13 +19,40 @@ AFFINE = np.array([[-1.0, 0, 0, 10.0], [0, 1.2, 0, -20.0], [0, 0, 2.0, 5.0], [0,
 
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
 def test_regions_to_label_inverts_label_to_regions(fmt):
-    values = np.array(FORMATS[fmt].labels)
+    """Every label comes back, the resection cavity through its own channel; the PED cystic component, which no
+    region tells from the rest of the core, comes back as NETC."""
+    spec = FORMATS[fmt]
+    values = np.array(spec.labels)
     label = np.random.default_rng(0).choice(values, size=(1, 6, 5, 4)).astype(np.uint8)
     label.flat[: len(values)] = values  # every label value present
-    regions = BratsLabelToRegionsd("label", dataset_format=fmt)({"label": torch.as_tensor(label)})["label"]
+    to_regions = BratsLabelToRegionsd("label", dataset_format=fmt, cavity=spec.cavity is not None)
+    regions = to_regions({"label": torch.as_tensor(label)})["label"]
     back = BratsRegionsToLabeld("label", dataset_format=fmt)({"label": regions})["label"]
+    expected = np.where(label == spec.cystic, spec.necrosis, label) if spec.cystic else label
+    assert regions.shape[0] == (4 if spec.cavity else 3)
     assert back.shape == (1, 6, 5, 4) and back.dtype == torch.uint8
-    assert np.array_equal(np.asarray(back), label)
+    assert np.array_equal(np.asarray(back), expected)
+
+
+def test_the_cavity_channel_is_written_where_no_tumour_is():
+    """RC and WT both on: tumour wins (the cavity is outside every tumour region); RC alone: label 4."""
+    regions = torch.zeros(4, 3, 1, 1)
+    regions[:, 0] = torch.tensor([1.0, 1.0, 0.0, 1.0])[:, None, None]  # core and cavity: the core
+    regions[3, 1] = 1  # cavity alone
+    out = BratsRegionsToLabeld("pred", dataset_format="brats2023")({"pred": regions})["pred"]
+    assert out[0, :, 0, 0].tolist() == [1, 4, 0]
+    for fmt in ("msd", "brats2024ped"):  # no cavity label to write: left out
+        out = BratsRegionsToLabeld("pred", dataset_format=fmt)({"pred": regions})["pred"]
+        assert out[0, :, 0, 0].tolist() == [FORMATS[fmt].necrosis, 0, 0]
+
+
+def test_the_cavity_channel_is_set_apart_for_scoring():
+    pred, label = torch.rand(4, 2, 2, 2), torch.rand(4, 2, 2, 2)
+    out = BratsSplitCavityd(["pred", "label"])({"pred": pred, "label": label})
+    assert out["pred"].shape[0] == out["label"].shape[0] == 3 and out["pred_rc"].shape == (1, 2, 2, 2)
+    assert torch.equal(out["pred_rc"][0], pred[3]) and torch.equal(out["label"], label[:3])
+    three = BratsSplitCavityd("pred")({"pred": pred[:3]})
+    assert set(three) == {"pred"} and three["pred"].shape[0] == 3
 
 
 def test_regions_to_label_keeps_geometry():

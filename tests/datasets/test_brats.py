@@ -85,6 +85,18 @@ def test_monai_brats_converter_misreads_msd_labels():
     assert torch.equal(torch.as_tensor(ours[2, ..., 0]), torch.tensor([[0.0, 0.0], [0.0, 1.0]]))
 
 
+def test_the_resection_cavity_is_a_fourth_channel_outside_every_tumour_region():
+    """BraTS 2024-2025 post-treatment label 4 (RC): in no tumour region; with ``cavity`` its own fourth mask."""
+    label = torch.tensor([[0, 4], [2, 3]], dtype=torch.uint8)[None, :, :, None]
+    three = BratsLabelToRegionsd(keys="label", dataset_format="brats2023")({"label": label})["label"]
+    assert torch.equal(torch.as_tensor(three[:, 0, 1]), torch.zeros(3, 1))  # RC is not tumour
+    four = BratsLabelToRegionsd(keys="label", dataset_format="brats2023", cavity=True)({"label": label})["label"]
+    assert four.shape == (4, 2, 2, 1) and torch.equal(torch.as_tensor(four[:3]), torch.as_tensor(three))
+    assert torch.equal(torch.as_tensor(four[3, ..., 0]), torch.tensor([[0.0, 1.0], [0.0, 0.0]]))
+    with pytest.raises(DatasetError, match="brats2024ped labels have no resection cavity"):
+        BratsLabelToRegionsd(keys="label", dataset_format="brats2024ped", cavity=True)
+
+
 @pytest.mark.parametrize("fmt, bad", [("msd", 4), ("brats2021", 3), ("brats2023", 5), ("brats2024ped", 5)])
 def test_label_values_outside_the_format_name_the_file(tmp_path, fmt, bad):
     path = tmp_path / "BRATS_042_seg.nii.gz"
