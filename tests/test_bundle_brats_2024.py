@@ -86,8 +86,11 @@ def test_evaluation_of_the_cavity_model_needs_no_flag(post_treatment):
     bundle_run("evaluating", EVALUATE, dataset_dir=data, output_dir=run)
     with open(run / "eval" / "per_case.csv") as f:
         rows = list(csv.reader(f))
-    assert rows[0][:4] == ["case_id", "dice_wt", "dice_tc", "dice_et"] and not any("rc" in c for c in rows[0])
+    # the 2024 layout is scored as the official 2025 package scores it, the cavity channel included
+    assert rows[0][:4] == ["case_id", "dice_wt", "dice_tc", "dice_et"]
+    assert {"lesion_dice_wt", "lesion_hd95_et", "lesion_fp_tc", "dice_rc", "lesion_dice_rc"} <= set(rows[0])
     assert [r[0] for r in rows[1:]] == json.loads((run / "split.json").read_text())["test"]
+    assert json.loads((run / "eval" / "settings.json").read_text())["metrics"] == "brats2025"
 
 
 def test_inference_writes_the_cavity_from_a_checkpoint_and_its_torchscript(post_treatment, tmp_path):
@@ -160,6 +163,15 @@ def test_met_cases_through_training_evaluation_and_inference(tmp_path):
     assert out_channels(run / "models" / "model.pt") == 3
     bundle_run("evaluating", EVALUATE, dataset_dir=data, output_dir=run)
     assert (run / "eval" / "per_case.csv").is_file() and (run / "report.html").is_file()
-    case = _test_cases(data)[0]
-    infer(case, tmp_path / "pred", run / "models" / "model.pt")
-    assert set(np.unique(_labels(tmp_path / "pred")[case.name]).tolist()) <= {0, 1, 2, 3}
+    infer(data, tmp_path / "pred", run / "models" / "model.pt")  # the whole folder as downloaded
+    written = _labels(tmp_path / "pred")
+    assert all(set(np.unique(label).tolist()) <= {0, 1, 2, 3} for label in written.values())
+    # scored against the dataset folder itself (case folders holding -seg files), with the MET lesion rule
+    from monai_app.cli import main
+
+    assert main(["score", "--pred", str(tmp_path / "pred"), "--ref", str(data), "--out", str(tmp_path / "score"),
+                 "--metrics", "brats2023"]) == 0
+    with open(tmp_path / "score" / "per_case.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["case_id"] for r in rows] == sorted(p.name for p in data.iterdir() if list(p.glob("*-seg.nii.gz")))
+    assert "lesion_dice_rc" in rows[0] and "dice_netc" not in rows[0]  # MET scores RC, not NETC or SNFH
