@@ -121,6 +121,15 @@ def scored_groups(fmt: BratsFormat, case_id: str) -> dict[str, list[int]]:
     return {name: labels for name, labels in groups.items() if name in REGIONS or name in names}
 
 
+def rule_options(scoring: str, case_id: str) -> dict:
+    """Keyword arguments of the convention's scorer for one case: the 2023 lesion rule of its sub-challenge (GLI's
+    for ids that name none); nothing for the other conventions."""
+    if scoring != "brats2023":
+        return {}
+    dilation, min_volume = RULES_2023.get(subchallenge(case_id) or "", RULES_2023["GLI"])
+    return {"dilation": dilation, "min_volume": min_volume}
+
+
 def score_columns(fmt: BratsFormat, scoring: str) -> list[str]:
     """Columns of ``per_case.csv`` for a layout and convention: ``dice_R``, ``hd95_R``, then for the lesion-wise
     conventions ``lesion_dice_R``, ``lesion_hd95_R``, ``lesion_tp_R``, ``lesion_fp_R`` and ``lesion_fn_R``."""
@@ -141,10 +150,7 @@ def score_label_maps(pred: np.ndarray, ref: np.ndarray, fmt: BratsFormat, spacin
         scoring: ``brats2021``, ``brats2023`` or ``brats2025``.
         case_id: names the sub-challenge (``BraTS-MET-...``), which sets the groups and the 2023 lesion rule.
     """
-    options = {}
-    if scoring == "brats2023":
-        dilation, min_volume = RULES_2023.get(subchallenge(case_id) or "", RULES_2023["GLI"])
-        options = {"dilation": dilation, "min_volume": min_volume}
+    options = rule_options(scoring, case_id)
     row = dict.fromkeys(score_columns(fmt, scoring), math.nan)
     # every convention works inside the labelled voxels' bounding box (+ the largest dilation and a border): exact,
     # and what makes a 240x240x155 case cost what its lesions cost
@@ -184,11 +190,7 @@ class BratsConventionMetric(CumulativeIterationMetric):
         pred, ref = (t.detach().cpu().numpy() > 0.5 for t in (y_pred, y))
         rows = []
         for b in range(pred.shape[0]):
-            options = {}
-            if self.scoring == "brats2023":
-                code = subchallenge(str(names[b])) if b < len(names) else None
-                dilation, min_volume = RULES_2023.get(code or "", RULES_2023["GLI"])
-                options = {"dilation": dilation, "min_volume": min_volume}
+            options = rule_options(self.scoring, str(names[b]) if b < len(names) else "")
             scores = {}
             for c, name in enumerate(self.channel_names):
                 result = SCORERS[self.scoring](pred[b, c], ref[b, c], spacings[b], **options)
