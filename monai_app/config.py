@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -101,9 +102,21 @@ def default_workers() -> int:
 
 
 def bundles_dir() -> Path:
-    """The folder holding the bundles: ``$MONAI_APP_BUNDLES``, else ``bundles/`` beside the package source."""
+    """The folder holding the bundles, in this order:
+
+    1. ``$MONAI_APP_BUNDLES`` when set;
+    2. the repository's ``bundles/`` when the package runs from a checkout (an editable install, or the repository
+       on ``sys.path``): the folder beside ``monai_app/`` that also holds ``pyproject.toml``;
+    3. the bundles installed with the package: the wheel carries the repository's ``bundles/`` as
+       ``monai_app/bundles`` (configs, model cards, data files; never weights).
+    """
     env = os.environ.get("MONAI_APP_BUNDLES")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "bundles"
+    if env:
+        return Path(env)
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "bundles").is_dir():
+        return checkout / "bundles"
+    return Path(str(resources.files("monai_app") / "bundles"))
 
 
 def bundle_path(name_or_path: str | os.PathLike) -> Path:
@@ -113,7 +126,8 @@ def bundle_path(name_or_path: str | os.PathLike) -> Path:
         path = bundles_dir() / str(name_or_path)
     if not (path / "configs" / "metadata.json").is_file():
         known = sorted(p.name for p in bundles_dir().glob("*") if (p / "configs").is_dir())
-        raise UserInputError(f"unknown bundle {name_or_path!r}; available: {', '.join(known) or 'none'}")
+        raise UserInputError(f"unknown bundle {name_or_path!r}; available: {', '.join(known) or 'none'} "
+                             f"(in {bundles_dir()}; $MONAI_APP_BUNDLES sets the folder)")
     return path
 
 
