@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from monai_app.config import bundle_path
-from monai_app.engine.checkpoints import load_objects
+from monai_app.engine.checkpoints import MODEL, is_training_state, load_objects, read_checkpoint
 from monai_app.errors import UserInputError, user_error
 from monai_app.files import atomic_path, atomic_write_text
 
@@ -62,10 +62,18 @@ def _dynamic_steps(parser, dynamic_spatial: bool) -> dict[int, int]:
     return {0: 1, **{axis: int(m[1]) for axis, m in enumerate(multiples, start=2) if m}}
 
 
-def _load_network(parser, ckpt: Path) -> torch.nn.Module:
+class ExportError(UserInputError, RuntimeError):
+    """An export failed, or its output differs from PyTorch's: one line naming the format and the checkpoint, shown
+    by ``monai-app`` without a traceback (``--debug`` shows the exporter's); the original exception is its cause."""
+
+
+def _load_network(parser, ckpt: Path) -> tuple[torch.nn.Module, str]:
+    """The bundle's network with the checkpoint's weights, and MONAI's ``key_in_ckpt`` for the exporters: ``""`` for
+    a bare state dict (``model.pt``), ``"model"`` for a training state (``last.pt``)."""
     net = parser.get_parsed_content("network_def")
-    load_objects(ckpt, {"model": net})  # torch.load(weights_only=True); one-line errors naming the file
-    return net.eval()
+    checkpoint = read_checkpoint(ckpt)  # torch.load(weights_only=True); one-line errors naming the file
+    load_objects(ckpt, {MODEL: net}, checkpoint)  # one line for a checkpoint of another network
+    return net.eval(), MODEL if is_training_state(checkpoint) else ""
 
 
 QUIET_LOGGERS = ("ckpt_export", "onnx_export", "monai.bundle.scripts", "onnx_ir", "onnxscript", "torch.onnx")
@@ -121,7 +129,7 @@ def _export_and_check(fmt: str, path: Path, ckpt: Path, net, example, reference,
     """Export to ``path`` in ``fmt``; the largest difference from PyTorch of the exported model on ``example``.
 
     Raises:
-        RuntimeError: the exporter, or the exported model's run, failed: one line naming the format, the checkpoint
+        ExportError: the exporter, or the exported model's run, failed: one line naming the format, the checkpoint
             and the problem (the original exception is its cause). A user's mistake or a full disk is raised as is.
     """
     from monai.bundle import ckpt_export
@@ -139,7 +147,7 @@ def _export_and_check(fmt: str, path: Path, ckpt: Path, net, example, reference,
             raise
         lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
         detail = f"{type(exc).__name__}: {lines[0][:300]}" if lines else type(exc).__name__
-        raise RuntimeError(f"{fmt} export of {ckpt} failed ({detail}); nothing was written") from exc
+        raise ExportError(f"{fmt} export of {ckpt} failed ({detail}); nothing was written") from exc
 
 
 def _write_exports(out: Path, formats: Sequence[str], export: Callable[[str, Path], float], limit: float,
@@ -158,7 +166,7 @@ def _write_exports(out: Path, formats: Sequence[str], export: Callable[[str, Pat
         result: what ``export.json`` will hold.
 
     Raises:
-        RuntimeError: an export failed, or differs from PyTorch by more than ``limit``.
+        ExportError: an export failed, or differs from PyTorch by more than ``limit``.
     """
     with contextlib.ExitStack() as stack:
         for fmt in formats:
@@ -166,7 +174,7 @@ def _write_exports(out: Path, formats: Sequence[str], export: Callable[[str, Pat
             tmp = stack.enter_context(atomic_path(target))  # renamed when the stack closes without an error
             diff = export(fmt, tmp)
             if not diff <= limit:
-                raise RuntimeError(f"{fmt} export of {ckpt} differs from PyTorch by {diff:.3g} (limit {limit:.3g}); "
+                raise ExportError(f"{fmt} export of {ckpt} differs from PyTorch by {diff:.3g} (limit {limit:.3g}); "
                                    "nothing was written")
             result["exports"][fmt] = {"file": str(target.resolve()), "size_mb": round(tmp.stat().st_size / 2**20, 2),
                                       "max_abs_diff": diff}
@@ -192,16 +200,19 @@ def _checked_arguments(bundle: str | os.PathLike, ckpt_path: str | os.PathLike,
 
 def export_bundle(bundle: str | os.PathLike, ckpt_path: str | os.PathLike, out_dir: str | os.PathLike | None = None,
                   formats: Sequence[str] = ("torchscript", "onnx"), overrides: Mapping[str, Any] | None = None,
-                  dynamic_spatial: bool = True) -> dict:
+                  dynamic_spatial: bool = True, record: bool = True) -> dict:
     """Export ``ckpt_path`` of ``bundle`` and check each export against PyTorch; returns what ``export.json`` holds.
 
-    ``dynamic_spatial=False`` gives an ONNX model of the check input's spatial size only (for runtimes that want fixed
-    shapes; also faster to export: 4.6 s instead of 6-8 s for Carvana's UNet on 2 CPU cores). Nothing is written
-    unless every requested format passed its check.
+    The checkpoint is a run's ``model.pt`` (a state dict) or ``last.pt`` (a training state: its ``"model"`` weights
+    are exported). ``dynamic_spatial=False`` gives an ONNX model of the check input's spatial size only (for runtimes
+    that want fixed shapes; also faster to export: 4.6 s instead of 6-8 s for Carvana's UNet on 2 CPU cores). Nothing
+    is written unless every requested format passed its check; ``record=False`` writes no ``export.json`` (which
+    holds absolute paths).
 
     Raises:
         UserInputError: unknown bundle or format, or a checkpoint that is missing or does not fit the network.
-        RuntimeError: an export that failed, or whose output differs from PyTorch's by more than the tolerance.
+        ExportError: an export that failed, or whose output differs from PyTorch's by more than the tolerance (a
+            :class:`UserInputError` and a ``RuntimeError``).
     """
     import monai
 
@@ -211,11 +222,12 @@ def export_bundle(bundle: str | os.PathLike, ckpt_path: str | os.PathLike, out_d
     overrides = {"ckpt_path": str(ckpt), **(overrides or {})}  # network_def fits its output channels (brats: RC)
     parser = _parser(root, overrides)
     shape = _input_shape(parser)
-    net = _load_network(parser, ckpt)  # fails early, with a clear message, on a checkpoint of another network
+    net, key_in_ckpt = _load_network(parser, ckpt)  # fails early, in one line, on a checkpoint of another network
     example = torch.rand(shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         reference = net(example)
-    common = {"net_id": "network_def", "ckpt_file": str(ckpt), "meta_file": str(root / "configs" / "metadata.json"),
+    common = {"net_id": "network_def", "ckpt_file": str(ckpt), "key_in_ckpt": key_in_ckpt,
+              "meta_file": str(root / "configs" / "metadata.json"),
               "config_file": str(root / "configs" / "inference.json"), "input_shape": shape,
               "bundle_root": str(root), "device": "cpu", **overrides}
     limit = TOLERANCE * max(1.0, float(reference.abs().max()))
@@ -225,7 +237,8 @@ def export_bundle(bundle: str | os.PathLike, ckpt_path: str | os.PathLike, out_d
     export = functools.partial(_export_and_check, ckpt=ckpt, net=net, example=example, reference=reference,
                                steps=_dynamic_steps(parser, dynamic_spatial), common=common, result=result)
     _write_exports(out, formats, export, limit, ckpt, result)
-    atomic_write_text(out / "export.json", json.dumps(result, indent=1) + "\n")
+    if record:
+        atomic_write_text(out / "export.json", json.dumps(result, indent=1) + "\n")
     return result
 
 

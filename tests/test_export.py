@@ -160,3 +160,43 @@ def test_cli_export_prints_the_check_and_a_bad_torchscript_is_one_line(tmp_path,
                  "--torchscript", str(ckpt), "--features", "[8,16,16,32,32,8]"]) == 2
     err = capsys.readouterr().err
     assert "model.pt: not a TorchScript file" in err and len(err.strip().splitlines()) == 1
+
+
+def test_last_pt_exports_its_model_weights_and_another_network_size_is_one_line(tmp_path):
+    """A training state (``last.pt``: weights under "model", beside the optimizer's...) exports as its weights do;
+    weights of other network settings are refused in one line that says what to pass."""
+    best = _checkpoint("carvana_unet2d", tmp_path / "model.pt", seed=4)
+    state = {"model": torch.load(best, weights_only=True), "optimizer": {"state": {}, "param_groups": []},
+             "trainer": {"iteration": 4, "epoch_length": 2}, "best_metric": {"value": 0.5, "epoch": 2}}
+    torch.save(state, tmp_path / "last.pt")
+    example = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    outputs = []
+    for ckpt in (best, tmp_path / "last.pt"):
+        export_bundle("carvana_unet2d", ckpt, out_dir=tmp_path / ckpt.stem, formats=("torchscript",),
+                      overrides=SMALL["carvana_unet2d"])
+        outputs.append(torch.jit.load(str(tmp_path / ckpt.stem / "model.ts"))(example))
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=0)
+    with pytest.raises(UserInputError) as info:
+        export_bundle("carvana_unet2d", tmp_path / "last.pt", out_dir=tmp_path / "other",
+                      overrides={"features": [16, 16, 32, 32, 64, 16], "image_size": 64})
+    text = str(info.value)
+    assert "\n" not in text and len(text) < 600, text
+    assert re.match(r"\S*last\.pt: does not fit this bundle's network: it was trained with a different network .*"
+                    r"\d+ of \d+ tensors differ in shape \(e\.g\. \S+: \[8, 3, 3, 3\] in the file, \[16, 3, 3, 3\] "
+                    r"in the network\); pass the same network overrides as its training", text), text
+    torch.save({"optimizer": {"state": {}}}, tmp_path / "optimizer.pt")
+    with pytest.raises(UserInputError, match=r"optimizer\.pt: holds no network weights \(keys optimizer\); pass a "
+                                             r"run's models/model\.pt .* or models/last\.pt"):
+        export_bundle("carvana_unet2d", tmp_path / "optimizer.pt", overrides=SMALL["carvana_unet2d"])
+
+
+def test_cli_export_failure_is_one_line_without_traceback(tmp_path, monkeypatch, capsys):
+    from monai_app.cli import main
+
+    ckpt = _checkpoint("carvana_unet2d", tmp_path / "model.pt")
+    _onnx_exporter_fails(monkeypatch)
+    assert main(["export", "carvana_unet2d", "--ckpt", str(ckpt), "--out-dir", str(tmp_path / "out"),
+                 "--features", "[8,16,16,32,32,8]", "--image_size", "64"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith("monai-app: error: onnx export of") and "aten::frobnicate" in err

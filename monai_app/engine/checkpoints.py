@@ -3,8 +3,10 @@ survives being stopped.
 
 - :func:`read_checkpoint` loads with ``torch.load(weights_only=True)`` (nothing in a checkpoint is executed) and turns
   every way a file can be wrong into one line naming it.
-- :class:`WeightsLoader` is MONAI's ``CheckpointLoader`` with those errors, and a clear one for a checkpoint of
-  another bundle or of other network settings.
+- :func:`network_weights` takes a network's weights from a bare state dict (``model.pt``) or from a training state
+  (``last.pt``, under ``"model"``), so every command that takes a checkpoint accepts both.
+- :class:`WeightsLoader` is MONAI's ``CheckpointLoader`` with those errors, and one line (:func:`check_fits`: how
+  many tensors differ, the first example, what to pass) for a checkpoint of another bundle or network settings.
 - :class:`ResumableTraining` keeps ``models/last.pt`` (network, optimizer, LR scheduler, trainer state, AMP scaler,
   best validation metric), written atomically after every epoch and when SIGTERM or SIGINT stops the run; resumes
   from it at the same epoch and iteration; and stops a run whose loss is NaN or infinite without overwriting the
@@ -35,6 +37,7 @@ from monai_app.config import flag
 logger = logging.getLogger(__name__)
 
 LAST = "last.pt"
+MODEL = "model"  # the key of the network's weights in last.pt (and in the bundles' load_dict)
 BEST = "model.pt"  # the best-metric model: the bundles' best_saver writes it (key_metric_filename)
 
 
@@ -66,18 +69,79 @@ def _unwrap(obj: Any) -> Any:
     return obj.module if isinstance(obj, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)) else obj
 
 
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and bool(obj) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+
+
+def is_training_state(checkpoint: Any) -> bool:
+    """Whether ``checkpoint`` is a training state (``last.pt``: the network's weights under ``"model"``, beside the
+    optimizer's, the trainer's...) rather than a bare state dict (``model.pt``)."""
+    return isinstance(checkpoint, Mapping) and _is_state_dict(checkpoint.get(MODEL))
+
+
+def network_weights(path: str | os.PathLike, checkpoint: Any = None) -> dict[str, torch.Tensor]:
+    """The network weights of a checkpoint (read from ``path`` when not given): a bare state dict, as the
+    best-metric saver writes ``model.pt``, or the ``"model"`` entry of a training state (``last.pt``).
+
+    Raises:
+        UserInputError: the file holds something else (a state dict under another key, an optimizer alone...),
+            naming the file, what it holds and which files to pass instead.
+    """
+    checkpoint = read_checkpoint(path) if checkpoint is None else checkpoint
+    weights = checkpoint[MODEL] if is_training_state(checkpoint) else checkpoint
+    if not _is_state_dict(weights):
+        held = f"keys {', '.join(map(str, list(checkpoint)[:6]))}" if isinstance(checkpoint, Mapping) and checkpoint \
+            else f"a {type(checkpoint).__name__}"
+        raise UserInputError(f"{path}: holds no network weights ({held}); pass a run's models/model.pt (the best "
+                             "weights) or models/last.pt (the training state)")
+    return dict(weights)
+
+
+def weights_mismatch(net: torch.nn.Module, weights: Mapping[str, torch.Tensor]) -> str | None:
+    """How ``weights`` differ from ``net``'s state dict, in one phrase (counts and the first example of each kind);
+    None when they fit."""
+    own = _unwrap(net).state_dict()
+    missing = [k for k in own if k not in weights]
+    unexpected = [k for k in weights if k not in own]
+    reshaped = [k for k in own if k in weights and tuple(own[k].shape) != tuple(weights[k].shape)]
+    parts = []
+    if reshaped:
+        k = reshaped[0]
+        parts.append(f"{len(reshaped)} of {len(own)} tensors differ in shape (e.g. {k}: {list(weights[k].shape)} in "
+                     f"the file, {list(own[k].shape)} in the network)")
+    parts += [f"{len(keys)} {what} (e.g. {keys[0]})" for keys, what in ((missing, "missing"),
+                                                                         (unexpected, "unexpected")) if keys]
+    return ", ".join(parts) or None
+
+
+def check_fits(path: str | os.PathLike, net: torch.nn.Module, weights: Mapping[str, torch.Tensor]) -> None:
+    """A :class:`UserInputError` naming ``path`` in one line when ``weights`` do not fit ``net``."""
+    problem = weights_mismatch(net, weights)
+    if problem:
+        raise UserInputError(f"{path}: does not fit this bundle's network: it was trained with a different network "
+                             "(another bundle, or other settings such as channels / features / out_channels): "
+                             f"{problem}; pass the same network overrides as its training (the run's settings.json "
+                             "lists them)")
+
+
 def load_objects(path: str | os.PathLike, to_load: Mapping[str, Any], checkpoint: Mapping | None = None) -> None:
     """Load ``checkpoint`` (read from ``path`` when not given) into ``to_load`` with Ignite's
-    ``Checkpoint.load_objects``; a network that does not fit is a :class:`UserInputError` naming ``path``."""
+    ``Checkpoint.load_objects``. A single network takes a bare state dict (``model.pt``) or the ``"model"`` entry
+    of a training state (``last.pt``); a network that does not fit is a one-line :class:`UserInputError` naming
+    ``path``."""
     checkpoint = read_checkpoint(path) if checkpoint is None else checkpoint
     if not isinstance(checkpoint, Mapping):
         raise UserInputError(f"{path}: not a checkpoint of network weights (found a {type(checkpoint).__name__})")
     key = next(iter(to_load))
     if len(to_load) == 1 and key not in checkpoint:  # a bare state_dict, as MONAI's best-metric saver writes it
-        checkpoint = {key: checkpoint}
+        checkpoint = {key: network_weights(path, checkpoint)}
     missing = [k for k in to_load if k not in checkpoint]
     if missing:
         raise UserInputError(f"{path}: has no {', '.join(missing)} state (it holds {', '.join(map(str, checkpoint))})")
+    for name, obj in to_load.items():
+        if isinstance(_unwrap(obj), torch.nn.Module):
+            check_fits(path, obj, network_weights(path, checkpoint[name]))
     try:
         Checkpoint.load_objects(to_load=dict(to_load), checkpoint=dict(checkpoint), strict=True)
     except (RuntimeError, KeyError, ValueError, TypeError) as exc:
