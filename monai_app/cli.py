@@ -39,6 +39,8 @@ EXAMPLES = {
     "export": ["monai-app export brats_unet3d --ckpt runs/brats/models/model.pt",
                "monai-app infer brats_unet3d --input case.nii.gz --output-dir preds "
                "--torchscript runs/brats/models/model.ts"],
+    "package": ["monai-app package carvana_unet2d --run runs/carvana --out dist",
+                "monai-app package brats_unet3d --run runs/brats --out dist --ckpt runs/brats/models/last.pt"],
     "score": ["monai-app score --pred preds --ref data/reference_labels --format msd --out scores",
               "monai-app score --pred preds --ref data/BraTS2024-GLI-Training --metrics brats2025 --workers 4 "
               "--out scores"],
@@ -217,6 +219,13 @@ def cmd_export(args, extra):
     return 0
 
 
+def cmd_package(args, extra):
+    from monai_app.package import format_package, package_run
+
+    print(format_package(package_run(args.bundle, args.run, args.out, ckpt=args.ckpt)))
+    return 0
+
+
 TRAIN_FLAGS = {"dataset_dir": "dataset_dir", "output_dir": "output_dir", "max_epochs": "max_epochs",
                "device": "device", "seed": "seed", "dataset_format": "dataset_format"}
 INFER_FLAGS = {"input": "input", "output_dir": "output_dir", "ckpt": "ckpt_path", "torchscript": "torchscript_path",
@@ -249,11 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
     _bundle_command(sub, "train", cmd_train, "Train a bundle", common + [
         ("--max-epochs", int, "number of epochs"), ("--seed", int, "random seed (split and training)")])
     _bundle_command(sub, "evaluate", cmd_evaluate, "Score a trained model on the held-out split",
-                    common + [("--ckpt", str, "checkpoint (default: <output-dir>/models/model.pt)")])
+                    common + [("--ckpt", str, "checkpoint: a run's models/model.pt (the default: <output-dir>/models/"
+                               "model.pt) or models/last.pt")])
     _bundle_command(sub, "infer", cmd_infer, "Segment a file or a folder of cases", [
         ("--input", str, "an image file, a folder of them, or BraTS case folders"),
         ("--output-dir", str, "where <case_id>.nii.gz (3-D) or <case_id>.png (2-D) label maps are written"),
-        ("--ckpt", str, "checkpoint"),
+        ("--ckpt", str, "checkpoint: a run's models/model.pt (best weights) or models/last.pt"),
         ("--torchscript", str, "a TorchScript file from `monai-app export` to run instead of --ckpt"),
         ("--device", str, "cpu, cuda or cuda:N"),
         ("--dataset-format", str, "label convention to write: auto (default: the input's), msd, brats2021, "
@@ -297,12 +307,22 @@ def build_parser() -> argparse.ArgumentParser:
                             "pairs override config keys (e.g. --features for a non-default network).",
                             epilog=_epilog("export"), **raw)
     export.add_argument("bundle", help="bundle name (see `monai-app list`) or path to a bundle folder")
-    export.add_argument("--ckpt", required=True, help="the checkpoint (model.pt) to export")
+    export.add_argument("--ckpt", required=True, help="the checkpoint to export: a run's models/model.pt (best "
+                        "weights) or models/last.pt")
     export.add_argument("--out-dir", help="where model.ts, model.onnx and export.json go (default: beside --ckpt)")
     export.add_argument("--formats", nargs="+", default=["torchscript", "onnx"], choices=["torchscript", "onnx"])
     export.add_argument("--fixed-size", action="store_true", help="ONNX: fixed spatial size (the bundle's patch "
                         "size) instead of dynamic axes, for runtimes that want static shapes")
     export.set_defaults(func=cmd_export)
+    package = sub.add_parser("package", help="a trained and evaluated run as a self-contained MONAI bundle folder "
+                             "and zip (weights, TorchScript, ONNX, model card), in the Model Zoo's layout",
+                             epilog=_epilog("package"), **raw)
+    package.add_argument("bundle", help="bundle name (see `monai-app list`) or path to a bundle folder")
+    package.add_argument("--run", required=True, help="the run folder (the output_dir of train and evaluate)")
+    package.add_argument("--out", required=True, help="where <bundle>/ and <bundle>_v<version>.zip are written")
+    package.add_argument("--ckpt", help="the weights to package (default: <run>/models/model.pt, the best; "
+                         "models/last.pt also works)")
+    package.set_defaults(func=cmd_package)
     score = sub.add_parser("score", help="score a folder of label maps against references (BraTS Dice, HD95, "
                            "lesion-wise scores)", epilog=_epilog("score"), **raw)
     score.add_argument("--pred", required=True, help="folder of predicted label maps <case_id>.nii[.gz]")
@@ -323,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command in ("list", "synth", "score", "validate", "report"):
+    if extra and args.command in ("list", "synth", "score", "validate", "report", "package"):
         parser.error(f"unrecognised arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(levelname)s %(message)s")
     if not args.debug:

@@ -47,7 +47,7 @@ def test_list_describes_every_bundle_with_its_data_layouts(capsys):
 
 
 @pytest.mark.parametrize("command", ["list", "synth", "validate", "train", "evaluate", "report", "infer", "export",
-                                     "score"])
+                                     "package", "score"])
 def test_every_command_help_shows_an_example_of_itself(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([command, "--help"])
