@@ -382,3 +382,17 @@ def test_evaluate_and_infer_take_last_pt(carvana, tmp_path):
                  "--ckpt", str(run / "models" / "model.pt"), *CARVANA]) == 0
     for png in sorted((tmp_path / "best").glob("*.png")):
         np.testing.assert_array_equal(_read(png), _read(tmp_path / "last" / png.name))
+
+
+def test_an_onnx_failure_leaves_onnx_out_and_keeps_the_rest(carvana, tmp_path, monkeypatch):
+    import monai.bundle
+
+    def broken(filepath, **kwargs):
+        raise RuntimeError("Unsupported operator aten::frobnicate\n\nthe exporter's long story")
+
+    monkeypatch.setattr(monai.bundle, "onnx_export", broken)
+    result = package_run("carvana_unet2d", carvana["run"], tmp_path / "dist")
+    assert "onnx export of" in result["onnx_left_out"] and "aten::frobnicate" in result["onnx_left_out"]
+    assert sorted(result["files"]) == [p for p in LAYOUT if p != "models/model.onnx"]
+    entries = _large_files(Path(result["folder"]) / "large_files.yml")
+    assert sorted(e["path"] for e in entries) == ["models/model.pt", "models/model.ts"]
