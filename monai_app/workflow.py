@@ -28,10 +28,15 @@ def make_workflow(bundle: str | os.PathLike, run_id: str, overrides: Mapping[str
         raise UserInputError(f"unknown run {run_id!r}; choose one of {sorted(RUN_FILES)}")
     root = bundle_path(bundle)
     configs = [str(root / "configs" / f) for f in RUN_FILES[run_id]]
+    overrides = dict(overrides or {})
+    if overrides.get("tracking") and "save_execute_config" not in overrides and overrides.get("output_dir"):
+        # MONAI 1.6.1 builds its default artifact path by appending to output_dir's text, which only works when that
+        # is a `$` expression; name the file so the executed config is logged as an artifact
+        overrides["save_execute_config"] = os.path.join(str(overrides["output_dir"]), f"{run_id}_config.json")
     return ConfigWorkflow(
         config_file=configs if len(configs) > 1 else configs[0], meta_file=str(root / "configs" / "metadata.json"),
         logging_file=str(root / "configs" / "logging.conf"), workflow_type=WORKFLOW_TYPES[run_id], run_id=run_id,
-        **{"bundle_root": str(root), **dict(overrides or {})},
+        **{"bundle_root": str(root), **overrides},
     )
 
 

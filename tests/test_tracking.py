@@ -160,12 +160,12 @@ def test_a_stopped_training_resumes_into_its_mlflow_run_and_evaluation_gets_its_
     assert {"train/loss", "train/lr", "train/epoch_loss", "val_mean_dice", "val_dice_model_size"} <= scalars
 
     tiny = [x for key, value in TINY_2D.items() for x in (f"--{key}", str(value))]
+    # monai-app names the executed config itself (<output_dir>/<run>_config.json), so it is logged with no flag
     assert cli.main(["evaluate", "carvana_unet2d", "--dataset-dir", str(cars), "--output-dir", str(out), *tiny,
-                     "--tracking", "mlflow", "--tracking_uri", uri, "--save_execute_config",
-                     str(out / "eval" / "eval_config.json")]) == 0
+                     "--tracking", "mlflow", "--tracking_uri", uri]) == 0
     found = runs(uri)
     evaluation, history, artifacts = found.pop("evaluation")
-    assert evaluation.info.status == "FINISHED" and artifacts == ["eval_config.json"]
+    assert evaluation.info.status == "FINISHED" and artifacts == ["evaluating_config.json"]
     assert {"dice", "dice_model_size", "val_mean_dice"} <= set(history) and steps(history, "dice") == [1]
     ((run, _, _),) = found.values()  # the training run was left alone
     assert run.info.status == "FINISHED" and "dice" not in run.data.metrics
