@@ -171,7 +171,9 @@ def _data(meta: dict, run: RunRecord) -> str:
 
 
 def _training(run: RunRecord, carried: dict) -> str:
-    rows = [[k, v] for k, v in run.settings.items() if k not in NOT_SETTINGS]
+    # a file of the packaging machine (e.g. ccp's grouping_file) by its name: its folder means nothing to the receiver
+    shown = lambda v: Path(v).name if isinstance(v, str) and os.path.isabs(v) else v
+    rows = [[k, shown(v)] for k, v in run.settings.items() if k not in NOT_SETTINGS]
     lines = ["The run's settings (`settings.json` of the run):", "", _table(["key", "value"], rows), ""]
     if run.epochs is not None:
         lines.append(f"- Epochs trained: {run.epochs} (`models/last.pt`).")

@@ -396,3 +396,14 @@ def test_an_onnx_failure_leaves_onnx_out_and_keeps_the_rest(carvana, tmp_path, m
     assert sorted(result["files"]) == [p for p in LAYOUT if p != "models/model.onnx"]
     entries = _large_files(Path(result["folder"]) / "large_files.yml")
     assert sorted(e["path"] for e in entries) == ["models/model.pt", "models/model.ts"]
+
+
+def test_the_card_names_a_settings_file_without_the_packaging_machines_folders(tmp_path):
+    """CCP's grouping_file is an absolute path on the machine that trained: the card shows its name only."""
+    from monai_app.model_card import RunRecord, _training
+
+    run = RunRecord(path=tmp_path, ckpt=tmp_path / "model.pt", summary={},
+                    settings={"grouping_file": "/home/someone/repo/bundles/ccp_unet2d/configs/ccp_59_to_14.json",
+                              "max_epochs": 3})
+    text = _training(run, {})
+    assert "ccp_59_to_14.json" in text and "/home/someone" not in text and "| max_epochs | 3 |" in text
