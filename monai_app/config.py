@@ -177,6 +177,29 @@ def out_channels(ckpt_path: str | os.PathLike | None, torchscript_path: str | os
     return int(vectors[-1].shape[0]) if vectors else default
 
 
+def tta_axes(tta: Any, spatial_dims: int = 3) -> list[int]:
+    """The axes the ``tta`` switch mirrors: none for ``false``, every spatial axis for ``true`` / ``all``, or the
+    listed ones (``[0, 1]``: X and Y only).
+
+    Raises:
+        UserInputError: ``tta`` is no switch and no list of distinct axes below ``spatial_dims``.
+    """
+    if isinstance(tta, str) and tta.strip().startswith("["):  # `--tta "[0,1]"` through python -m monai.bundle
+        try:
+            tta = json.loads(tta)
+        except ValueError:
+            raise UserInputError(f"--tta {tta!r}: not a list of axes such as [0, 1]") from None
+    if isinstance(tta, (list, tuple)):
+        axes = [a for a in tta if isinstance(a, int) and not isinstance(a, bool) and 0 <= a < spatial_dims]
+        if len(axes) != len(tta) or len(set(axes)) != len(axes):
+            raise UserInputError(f"--tta {list(tta)!r}: give true, false, or a list of distinct axes among "
+                                 f"{list(range(spatial_dims))}")
+        return axes
+    if str(tta).strip().lower() == "all":
+        return list(range(spatial_dims))
+    return list(range(spatial_dims)) if flag(tta, "tta") else []
+
+
 def cuda_amp(amp: Any, device: Any) -> bool:
     """Whether an engine should autocast: the ``amp`` switch (``@switches#amp``), on a CUDA device only. MONAI's
     engines autocast with ``torch.autocast("cuda")``, which only warns on the CPU (bf16 on the CPU is the

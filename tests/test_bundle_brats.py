@@ -189,9 +189,13 @@ def test_evaluation_agrees_with_scoring_the_written_label_maps(scoring, trained,
     (out / "split.json").write_text(json.dumps({"train": [], "validation": [], "test": ids}))
     configs = "['bundles/brats_unet3d/configs/train.json','bundles/brats_unet3d/configs/evaluate.json']"
     ckpt = trained / "models" / "model.pt"
-    bundle_run("evaluating", configs, dataset_dir=data, output_dir=out, ckpt_path=ckpt, metrics=scoring)
+    tta = str(scoring == "brats2025").lower()  # and mirroring at test time, in both, once
+    bundle_run("evaluating", configs, dataset_dir=data, output_dir=out, ckpt_path=ckpt, metrics=scoring, tta=tta)
     bundle_run("inference", "bundles/brats_unet3d/configs/inference.json", input=data / "imagesTr",
-               output_dir=tmp_path / "pred", ckpt_path=ckpt)
+               output_dir=tmp_path / "pred", ckpt_path=ckpt, tta=tta)
+    if scoring == "brats2025":
+        assert json.loads((out / "eval" / "settings.json").read_text())["tta"] == [0, 1, 2]
+        assert json.loads((tmp_path / "pred" / "inference_settings.json").read_text())["tta"] == [0, 1, 2]
     score_folders(tmp_path / "pred", data / "labelsTr", "msd", tmp_path / "score", scoring=scoring)
     with open(out / "eval" / "per_case.csv") as a, open(tmp_path / "score" / "per_case.csv") as b:
         evaluated, scored = list(csv.reader(a)), list(csv.reader(b))

@@ -77,3 +77,37 @@ def test_switches_typed_on_the_command_line_are_booleans(msd_tiny, tmp_path):
                     if type(t).__name__ == "MaskOutsideImaged").enabled
     assert not infer.get_parsed_content("inferer").enabled
     check_before_training("brats_unet3d", tmp_path / "no_such_dataset", "auto", tmp_path, "false")  # skipped
+
+
+class _Skewed(torch.nn.Module):
+    """A network that is not mirror-symmetric: each output voxel adds its neighbour along X."""
+
+    def forward(self, x):
+        return x[:, :3] + torch.roll(x[:, :3], 1, dims=2)
+
+
+def test_mirroring_averages_the_probabilities_of_every_flip():
+    from monai_app.engine.inferers import MirrorInferer
+
+    x = torch.randn(1, 4, 8, 6, 5)
+    net, plain = _Skewed(), lambda inputs, network: network(inputs)
+    tta = MirrorInferer(plain, axes=[0, 1, 2])
+    assert len(tta.flips) == 8
+    expected = torch.stack([torch.flip(torch.sigmoid(net(torch.flip(x, d))), d) for d in
+                            ([], [2], [3], [4], [2, 3], [2, 4], [3, 4], [2, 3, 4])]).mean(0)
+    torch.testing.assert_close(torch.sigmoid(tta(x, net)), expected, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(torch.sigmoid(net(x)), expected)  # mirroring changed the skewed network's output
+    assert MirrorInferer(plain, axes=[])(x, net) is not None and len(MirrorInferer(plain).flips) == 1
+
+
+def test_tta_switch_values():
+    import pytest
+
+    from monai_app.config import tta_axes
+    from monai_app.errors import UserInputError
+
+    assert tta_axes(False) == [] and tta_axes("false") == [] and tta_axes(True) == [0, 1, 2]
+    assert tta_axes("all") == [0, 1, 2] and tta_axes([0, 2]) == [0, 2] and tta_axes("[1]") == [1]
+    for bad in ("maybe", [0, 0], [3], "[x]"):
+        with pytest.raises(UserInputError, match="tta"):
+            tta_axes(bad)

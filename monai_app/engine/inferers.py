@@ -1,4 +1,7 @@
-"""bf16 inference on the CPU: ``amp`` for the sliding window where MONAI's evaluator only autocasts on CUDA.
+"""Inferers wrapped around the sliding window: bf16 on the CPU (:class:`AutocastInferer`) and test-time mirroring
+(:class:`MirrorInferer`).
+
+bf16 inference on the CPU: ``amp`` for the sliding window where MONAI's evaluator only autocasts on CUDA.
 
 ``SupervisedEvaluator(amp=True)`` runs the network under ``torch.autocast("cuda")``, which does nothing for CPU
 tensors, so ``--amp true --device cpu`` used to be silently ignored. ``AutocastInferer`` wraps brats_unet3d's
@@ -10,7 +13,9 @@ input's dtype), and the result is returned as float32.
 
 from __future__ import annotations
 
+import itertools
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -45,6 +50,41 @@ class AutocastInferer(Inferer):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out = self.inferer(inputs, network, *args, **kwargs)
         return out.float() if isinstance(out, torch.Tensor) else out
+
+    def __getattr__(self, name: str) -> Any:  # roi_size, sw_batch_size, overlap... of the wrapped inferer
+        if name == "inferer":
+            raise AttributeError(name)
+        return getattr(self.inferer, name)
+
+
+class MirrorInferer(Inferer):
+    """Test-time augmentation by mirroring, as nnU-Net does it: ``inferer`` runs on the input flipped along every
+    subset of ``axes`` (8 passes for three axes), each output is flipped back, and the sigmoid probabilities are
+    averaged before any threshold. The mean is returned as logits (``logit(mean probability)``), so the bundle's
+    usual sigmoid and 0.5 threshold follow unchanged. With no axes it is ``inferer`` itself.
+
+    Args:
+        inferer: the inferer of one pass (the sliding window).
+        axes: spatial axes to mirror (0, 1, 2 for X, Y, Z of a channel-first batch).
+    """
+
+    def __init__(self, inferer: Inferer, axes: Sequence[int] = ()) -> None:
+        super().__init__()
+        self.inferer = inferer
+        axes = tuple(int(a) for a in axes)
+        self.flips = [c for r in range(len(axes) + 1) for c in itertools.combinations(axes, r)]
+
+    def __call__(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any) -> Any:
+        if len(self.flips) == 1:
+            return self.inferer(inputs, network, *args, **kwargs)
+        total = None
+        for axes in self.flips:
+            dims = [a + 2 for a in axes]  # batch and channel come first
+            out = self.inferer(torch.flip(inputs, dims) if dims else inputs, network, *args, **kwargs)
+            prob = torch.sigmoid(out.float())
+            prob = torch.flip(prob, dims) if dims else prob
+            total = prob if total is None else total + prob
+        return torch.logit(total / len(self.flips), eps=1e-6)
 
     def __getattr__(self, name: str) -> Any:  # roi_size, sw_batch_size, overlap... of the wrapped inferer
         if name == "inferer":
