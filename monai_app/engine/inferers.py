@@ -32,13 +32,25 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
-class AutocastInferer(Inferer):
+class _WrappingInferer(Inferer):
+    """An inferer around another: what it does not have (roi_size, sw_batch_size, overlap...) is the wrapped one's."""
+
+    def __init__(self, inferer: Inferer) -> None:
+        super().__init__()
+        self.inferer = inferer
+
+    def __getattr__(self, name: str) -> Any:  # roi_size, sw_batch_size, overlap... of the wrapped inferer
+        if name == "inferer":
+            raise AttributeError(name)
+        return getattr(self.inferer, name)
+
+
+class AutocastInferer(_WrappingInferer):
     """Run ``inferer`` under bf16 autocast on the CPU when ``amp`` is on and ``device`` is a CPU; else unchanged
     (on CUDA the evaluator's own ``amp`` autocasts to fp16)."""
 
     def __init__(self, inferer: Inferer, amp: bool, device: str | torch.device) -> None:
-        super().__init__()
-        self.inferer = inferer
+        super().__init__(inferer)
         self.enabled = bool(amp) and torch.device(device).type == "cpu"
         if self.enabled and not cpu_has_native_bf16():
             logger.warning("amp on the CPU runs the network in bfloat16, which this CPU has no native support for "
@@ -51,13 +63,8 @@ class AutocastInferer(Inferer):
             out = self.inferer(inputs, network, *args, **kwargs)
         return out.float() if isinstance(out, torch.Tensor) else out
 
-    def __getattr__(self, name: str) -> Any:  # roi_size, sw_batch_size, overlap... of the wrapped inferer
-        if name == "inferer":
-            raise AttributeError(name)
-        return getattr(self.inferer, name)
 
-
-class MirrorInferer(Inferer):
+class MirrorInferer(_WrappingInferer):
     """Test-time augmentation by mirroring, as nnU-Net does it: ``inferer`` runs on the input flipped along every
     subset of ``axes`` (8 passes for three axes), each output is flipped back, and the sigmoid probabilities are
     averaged before any threshold. The mean is returned as logits (``logit(mean probability)``), so the bundle's
@@ -69,8 +76,7 @@ class MirrorInferer(Inferer):
     """
 
     def __init__(self, inferer: Inferer, axes: Sequence[int] = ()) -> None:
-        super().__init__()
-        self.inferer = inferer
+        super().__init__(inferer)
         axes = tuple(int(a) for a in axes)
         self.flips = [c for r in range(len(axes) + 1) for c in itertools.combinations(axes, r)]
 
@@ -85,8 +91,3 @@ class MirrorInferer(Inferer):
             prob = torch.flip(prob, dims) if dims else prob
             total = prob if total is None else total + prob
         return torch.logit(total / len(self.flips), eps=1e-6)
-
-    def __getattr__(self, name: str) -> Any:  # roi_size, sw_batch_size, overlap... of the wrapped inferer
-        if name == "inferer":
-            raise AttributeError(name)
-        return getattr(self.inferer, name)

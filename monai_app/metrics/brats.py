@@ -133,7 +133,11 @@ def rule_options(scoring: str, case_id: str) -> dict:
 def score_columns(fmt: BratsFormat, scoring: str) -> list[str]:
     """Columns of ``per_case.csv`` for a layout and convention: ``dice_R``, ``hd95_R``, then for the lesion-wise
     conventions ``lesion_dice_R``, ``lesion_hd95_R``, ``lesion_tp_R``, ``lesion_fp_R`` and ``lesion_fn_R``."""
-    regions = list(fmt.scored_groups())
+    return convention_columns(scoring, list(fmt.scored_groups()))
+
+
+def convention_columns(scoring: str, regions: Sequence[str]) -> list[str]:
+    """``dice_R``, ``hd95_R`` (and, lesion-wise, ``lesion_dice_R`` ... ``lesion_fn_R``) for each of ``regions``."""
     kinds = ["dice", "hd95"] + (list(LESION_COLUMNS) if scoring != "brats2021" else [])
     return [f"{kind}_{region}" for kind in kinds for region in regions]
 
@@ -178,8 +182,7 @@ class BratsConventionMetric(CumulativeIterationMetric):
         super().__init__()
         self.scoring = check_scoring(scoring)
         self.channel_names = list(channel_names)
-        kinds = ["dice", "hd95"] + (list(LESION_COLUMNS) if self.scoring != "brats2021" else [])
-        self.columns = [f"{kind}_{name}" for kind in kinds for name in self.channel_names]
+        self.columns = convention_columns(self.scoring, self.channel_names)
 
     def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         source = next((t for t in (y, y_pred) if isinstance(t, MetaTensor) and t.affine is not None), None)
