@@ -217,6 +217,22 @@ def _case_blocks(run: Path, table) -> list[tuple]:
     return blocks
 
 
+def _postprocessing_blocks(run: Path) -> list[tuple]:
+    """The post-processing ``monai-app postprocess`` chose (``postprocessing.json``): its rules and the validation
+    scores before and after them."""
+    record = _read_json(run / "postprocessing.json")
+    if not isinstance(record, dict) or not record.get("table"):
+        return []
+    kinds = [k[: -len("_before")] for k in record["table"][0] if k.endswith("_before")]
+    rows = [[r["region"], *(_fmt(r.get(f"{k}_{w}")) for k in kinds for w in ("before", "after"))]
+            for r in record["table"]]
+    return [("h2", "Post-processing chosen on validation cases (postprocessing.json)"),
+            ("p", f"Rules: {record.get('description', json.dumps(record.get('rules')))}. Chosen to raise the "
+                  f"{record.get('metric', 'score')} on {record.get('n_validation_cases', '?')} validation cases; "
+                  "evaluation and inference apply it (postprocessing_rules: auto)."),
+            ("table", ["region", *(f"{k} {w}" for k in kinds for w in ("before", "after"))], rows)]
+
+
 def _config_blocks(run: Path, settings: dict) -> list[tuple]:
     show = lambda v: v if isinstance(v, str) else " ".join(map(str, v)) if isinstance(v, list) and all(
         isinstance(x, str) for x in v) else json.dumps(v)
@@ -315,6 +331,7 @@ def write_report(run_dir: str | os.PathLike) -> tuple[Path, Path]:
     blocks = _header(run, settings, table, summary) + [("h2", "Training and validation curves")]
     scalars = read_scalars(run / "tb")
     blocks += _curve_figures(scalars) if scalars else [("note", "No training curves: tb/ has no scalar events.")]
+    blocks += _postprocessing_blocks(run)
     if table is not None:
         blocks += _metric_blocks(run, table, summary) + _case_blocks(run, table)
     blocks += _config_blocks(run, settings) + _environment_blocks(settings)

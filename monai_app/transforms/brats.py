@@ -1,8 +1,9 @@
 """BraTS label conventions both ways: :func:`brats_region_masks` and dictionary transforms MONAI lacks, from a
 label map in a dataset format's own numbers to the region masks (whole tumour, tumour core, enhancing tumour, and
 optionally the resection cavity) and back, and :class:`BratsSplitCavityd`, which sets the cavity channel apart so
-the tumour regions are scored alone. The transforms any bundle can use (N4 bias-field correction, image checks, ...)
-are in :mod:`monai_app.transforms.common`.
+the tumour regions are scored alone, and :class:`BratsLesionPostprocessd`, the lesion post-processing chosen on
+validation cases (:mod:`monai_app.metrics.postprocessing`). The transforms any bundle can use (N4 bias-field
+correction, image checks, ...) are in :mod:`monai_app.transforms.common`.
 
 Class names are deliberately not MONAI's (MONAI resolves short ``_target_`` names across every module whose name
 starts with ``monai``, ``monai_app`` included); configs name them by full dotted path.
@@ -13,6 +14,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Hashable, Mapping
 
+import os
+
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
@@ -20,6 +23,8 @@ from monai.transforms import MapTransform
 
 from monai_app.datasets.brats import BratsFormat, get_format
 from monai_app.errors import DatasetError
+from monai_app.metrics.brats import _spacing_from_affine
+from monai_app.metrics.postprocessing import apply_postprocessing, check_rules, is_active, load_rules
 from monai_app.transforms.common import meta_like, source_name
 
 logger = logging.getLogger(__name__)
@@ -130,4 +135,37 @@ class BratsSplitCavityd(MapTransform):
             if d[key].shape[0] > 3:
                 d[f"{key}{self.postfix}"] = d[key][3:4]
                 d[key] = d[key][:3]
+        return d
+
+
+class BratsLesionPostprocessd(MapTransform):
+    """Apply lesion post-processing rules (``postprocessing.json``, chosen by ``monai-app postprocess``) to region
+    masks (C, X, Y, Z): small lesions removed per region, small ET relabelled as NETC; see
+    :func:`monai_app.metrics.postprocessing.apply_postprocessing`. A no-op without rules.
+
+    The voxel size comes from the MetaTensor's affine (1 mm without one), so the volumes are in mm^3 of the space
+    the masks are in (the model's ``pixdim`` where the bundles use it, before ``Invertd``).
+
+    Args:
+        keys: the region masks (``pred``).
+        rules: a rules dict, the path of a ``postprocessing.json``, or None (nothing done).
+    """
+
+    def __init__(self, keys: KeysCollection, rules: dict | str | os.PathLike | None = None,
+                 allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.rules = load_rules(rules) if isinstance(rules, (str, os.PathLike)) else check_rules(rules) if rules \
+            else None
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        if not is_active(self.rules):
+            return d
+        for key in self.key_iterator(d):
+            regions = d[key]
+            affine = regions.affine if isinstance(regions, MetaTensor) else None
+            spacing = _spacing_from_affine(affine, 1, regions.ndim - 1)[0] if affine is not None else [1.0] * (
+                regions.ndim - 1)
+            kept = apply_postprocessing(regions.detach().cpu().numpy() > 0.5, self.rules, spacing)
+            d[key] = meta_like(torch.from_numpy(kept).to(device=regions.device, dtype=regions.dtype), regions)
         return d
