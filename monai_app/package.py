@@ -47,7 +47,8 @@ URL_PLACEHOLDER = "https://FILL-IN.invalid"  # .invalid never resolves (RFC 2606
 PACKAGED_ROOT = "$app.bundle_root()"  # the folder of the config file run, else the current folder; never the repo's
 # settings that describe where and how a run ran, not the model: not written into the packaged configs
 NOT_CARRIED = {"dataset_dir", "output_dir", "input", "ckpt_path", "torchscript_path", "cache_rate", "cache_dir",
-               "device", "amp", "num_workers", "debug", "resume", "skip_existing", "validate_data", "bundle_root"}
+               "device", "amp", "num_workers", "debug", "resume", "skip_existing", "validate_data", "bundle_root",
+               "fold"}  # a fold run's package trains and runs as one model
 INFERENCE_NOT_CARRIED = {"dataset_format"}  # inference writes its input's label convention
 
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from monai_app.datasets.splits import load_or_make_split
+from monai_app.datasets.splits import check_fold, folds_test_split, load_or_make_fold_split, load_or_make_split
 from monai_app.errors import DatasetError
 
 logger = logging.getLogger(__name__)
@@ -286,12 +286,27 @@ def resolve_format(dataset_dir: str | os.PathLike, dataset_format: str = "auto")
 
 def make_datalists(
     dataset_dir: str | os.PathLike, output_dir: str | os.PathLike, dataset_format: str = "auto", seed: int = 0,
-    val_fraction: float = 0.1, test_fraction: float = 0.1,
+    val_fraction: float = 0.1, test_fraction: float = 0.1, fold: int | None = None, num_folds: int = 5,
 ) -> dict[str, list[dict]]:
     """Datalists ``{"train", "validation", "test"}`` of the labelled cases, split with ``seed`` and saved in
-    ``output_dir/split.json`` (reused when it exists, so evaluation scores what training held out)."""
+    ``output_dir/split.json`` (reused when it exists, so evaluation scores what training held out).
+
+    With ``fold`` (0 to ``num_folds`` - 1), the cases are split once into a test part and ``num_folds`` folds saved
+    as ``folds.json`` in ``output_dir``'s parent (``runs/brats`` for ``runs/brats/fold_0``), and fold ``fold``
+    validates while the others train (:func:`monai_app.datasets.splits.load_or_make_fold_split`). Without it, a
+    folds root (``folds.json`` and no ``split.json`` in ``output_dir``) gives its test cases, to evaluate an ensemble
+    of the folds.
+
+    Raises:
+        UserInputError: ``fold`` is not a whole number from 0 to ``num_folds`` - 1.
+    """
+    fold = check_fold(fold, num_folds)
     cases = find_cases(dataset_dir, dataset_format, "train")
-    split = load_or_make_split([c["case_id"] for c in cases], output_dir, seed, val_fraction, test_fraction)
+    ids = [c["case_id"] for c in cases]
+    if fold is not None:
+        split = load_or_make_fold_split(ids, output_dir, fold, seed, int(num_folds), test_fraction)
+    else:
+        split = folds_test_split(ids, output_dir) or load_or_make_split(ids, output_dir, seed, val_fraction,
+                                                                        test_fraction)
     by_id = {c["case_id"]: c for c in cases}
     return {part: [by_id[i] for i in ids] for part, ids in split.items()}
-

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
@@ -30,6 +30,16 @@ def cpu_has_native_bf16() -> bool:
         return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+def mean_sigmoid_logits(outputs: Iterable[torch.Tensor]) -> torch.Tensor:
+    """The logits of the mean sigmoid probability of several outputs, ``logit(mean_i sigmoid(out_i))``: averaged
+    probabilities that the bundles' usual sigmoid and 0.5 threshold take unchanged (mirroring, ensembles)."""
+    total, count = None, 0
+    for out in outputs:
+        prob = torch.sigmoid(out.float())
+        total, count = (prob if total is None else total + prob), count + 1
+    return torch.logit(total / count, eps=1e-6)
 
 
 class _WrappingInferer(Inferer):
@@ -83,11 +93,10 @@ class MirrorInferer(_WrappingInferer):
     def __call__(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any) -> Any:
         if len(self.flips) == 1:
             return self.inferer(inputs, network, *args, **kwargs)
-        total = None
-        for axes in self.flips:
+        def flipped_back(axes: Sequence[int]) -> torch.Tensor:
             dims = [a + 2 for a in axes]  # batch and channel come first
-            out = self.inferer(torch.flip(inputs, dims) if dims else inputs, network, *args, **kwargs)
-            prob = torch.sigmoid(out.float())
-            prob = torch.flip(prob, dims) if dims else prob
-            total = prob if total is None else total + prob
-        return torch.logit(total / len(self.flips), eps=1e-6)
+            if not dims:
+                return self.inferer(inputs, network, *args, **kwargs)
+            return torch.flip(self.inferer(torch.flip(inputs, dims), network, *args, **kwargs), dims)
+
+        return mean_sigmoid_logits(flipped_back(axes) for axes in self.flips)

@@ -194,13 +194,25 @@ class WriteCased(MapTransform):
     Unlike ``SaveImaged`` the name is exactly the case id (no postfix or sub-folder), and the file appears
     atomically: it is written under a temporary name and renamed, so an interrupted run never leaves half a file.
     The writer is MONAI's for the extension (NibabelWriter for NIfTI, PILWriter for PNG).
+
+    Args:
+        keys: the keys to write (each to ``output_dir``).
+        output_dir: the folder of the files.
+        extension: ``.nii.gz``, ``.nii`` or ``.png``.
+        case_key: the key holding the case id.
+        output_dtype: the type the data is cast to before writing.
+        scaled_dtype: NIfTI only: store the data as this integer type with NIfTI's ``scl_slope`` / ``scl_inter``
+            (nibabel sets them from the data's range), which every NIfTI reader turns back into floats: probability
+            maps in 2 bytes a voxel with ``numpy.int16`` (NIfTI has no float16), within 1e-4 of the floats.
+        allow_missing_keys: skip keys that are not in the data.
     """
 
     def __init__(self, keys: KeysCollection, output_dir: str, extension: str = ".nii.gz", case_key: str = "case_id",
-                 output_dtype: type = np.uint8, allow_missing_keys: bool = False) -> None:
+                 output_dtype: type = np.uint8, scaled_dtype: type | None = None,
+                 allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.output_dir, self.extension = output_dir, extension
-        self.case_key, self.output_dtype = case_key, output_dtype
+        self.case_key, self.output_dtype, self.scaled_dtype = case_key, output_dtype, scaled_dtype
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         from monai.data.image_writer import resolve_writer
@@ -213,7 +225,17 @@ class WriteCased(MapTransform):
             writer.set_metadata(dict(getattr(img, "meta", {})), resample=False)
             target = f"{self.output_dir}/{d[self.case_key]}{self.extension}"
             with atomic_path(target) as tmp:
-                writer.write(str(tmp), verbose=False)
+                writer.write(str(tmp), verbose=False, **self._header())
             logger.debug("wrote %s", target)
         return d
+
+    def _header(self) -> dict:
+        """The NIfTI header that stores the data as ``scaled_dtype`` (nibabel scales it on saving), if any."""
+        if self.scaled_dtype is None:
+            return {}
+        import nibabel as nib
+
+        header = nib.Nifti1Header()
+        header.set_data_dtype(self.scaled_dtype)
+        return {"header": header}
 
