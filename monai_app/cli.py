@@ -29,11 +29,17 @@ EXAMPLES = {
                  "monai-app validate voc_unet2d --dataset-dir data/VOCdevkit"],
     "train": ["monai-app train brats_unet3d --dataset-dir data/Task01_BrainTumour --output-dir runs/brats "
               "--max-epochs 300",
+              "monai-app train brats_unet3d --dataset-dir data/Task01_BrainTumour --output-dir runs/brats5 --folds all",
               "monai-app train camvid_unet2d --dataset-dir data/CamVid --output-dir runs/camvid --ignore_void true"],
-    "evaluate": ["monai-app evaluate brats_unet3d --dataset-dir data/Task01_BrainTumour --output-dir runs/brats"],
+    "evaluate": ["monai-app evaluate brats_unet3d --dataset-dir data/Task01_BrainTumour --output-dir runs/brats",
+                 "monai-app evaluate brats_unet3d --dataset-dir data/Task01_BrainTumour --output-dir runs/brats5 "
+                 "--ckpt runs/brats5"],
+    "postprocess": ["monai-app postprocess brats_unet3d --dataset-dir data/Task01_BrainTumour --output-dir runs/brats"],
     "report": ["monai-app report runs/brats"],
     "infer": ["monai-app infer brats_unet3d --input data/Task01_BrainTumour/imagesTs --output-dir preds "
               "--ckpt runs/brats/models/model.pt",
+              "monai-app infer brats_unet3d --input data/Task01_BrainTumour/imagesTs --output-dir preds5 "
+              "--ckpt runs/brats5 --save-probabilities",
               "monai-app infer carvana_unet2d --input data/carvana/test --output-dir preds "
               "--ckpt runs/carvana/models/model.pt"],
     "export": ["monai-app export brats_unet3d --ckpt runs/brats/models/model.pt",
@@ -79,7 +85,11 @@ def _run(args: argparse.Namespace, extra: list[str], run_id: str, flags: dict[st
     from monai_app.workflow import run_bundle
 
     overrides = {key: getattr(args, attr) for attr, key in flags.items() if getattr(args, attr, None) is not None}
+    if isinstance(overrides.get("ckpt_path"), list) and len(overrides["ckpt_path"]) == 1:  # --ckpt a.pt
+        overrides["ckpt_path"] = overrides["ckpt_path"][0]
     overrides.update(parse_overrides(extra))
+    if getattr(args, "folds", None) or getattr(args, "fold", None) is not None:
+        return _run_folds(args, run_id, overrides)
     workflow = run_bundle(args.bundle, run_id, overrides)
     out = Path(workflow.parser.get_parsed_content("output_dir")).resolve()
     if run_id == "training":
@@ -89,6 +99,23 @@ def _run(args: argparse.Namespace, extra: list[str], run_id: str, flags: dict[st
               f"report: {out / 'report.html'} (and report.md)")
     else:
         print(f"\npredictions: {out}")
+    return 0
+
+
+def _run_folds(args: argparse.Namespace, run_id: str, overrides: dict[str, Any]) -> int:
+    """``--folds all`` / ``--folds 0 2`` / ``--fold 1``: the run of each fold in ``<output-dir>/fold_<f>``."""
+    from monai_app.workflow import fold_dir, fold_numbers, run_folds
+
+    if args.folds and args.fold is not None:
+        raise UserInputError("give --folds or --fold, not both")
+    folds = fold_numbers(args.bundle, args.folds or [args.fold], overrides.get("num_folds"),
+                         "--folds" if args.folds else "--fold")
+    run_folds(args.bundle, run_id, overrides, folds)
+    root = Path(overrides["output_dir"]).resolve()
+    what = "per-case metrics: {}/eval/per_case.csv" if run_id == "evaluating" else "run folder: {}"
+    print("\n" + "\n".join(what.format(Path(fold_dir(root, f))) for f in folds))
+    if run_id == "training" and len(folds) > 1:
+        print(f"ensemble of the folds: monai-app infer {args.bundle} --ckpt {root} --input ... --output-dir ...")
     return 0
 
 
@@ -102,6 +129,20 @@ def cmd_evaluate(args, extra):
 
 def cmd_infer(args, extra):
     return _run(args, extra, "inference", INFER_FLAGS)
+
+
+def cmd_postprocess(args, extra):
+    from monai_app.metrics.postprocessing import format_table
+    from monai_app.postprocess import run_postprocess
+
+    flags = {**TRAIN_FLAGS, "ckpt": "ckpt_path"}
+    overrides = {key: getattr(args, attr) for attr, key in flags.items() if getattr(args, attr, None) is not None}
+    record = run_postprocess(args.bundle, {**overrides, **parse_overrides(extra)}, scoring=args.metrics)
+    out = Path(args.output_dir).resolve()
+    print(f"\n{record['metric']} on {record['n_validation_cases']} validation cases, before and after:\n"
+          f"{format_table(record)}\nchosen: {record['description']}\nsaved: {out / 'postprocessing.json'} "
+          "(evaluate and infer apply it; --postprocessing_rules none turns it off)")
+    return 0
 
 
 def _synth_brats(args) -> str:
@@ -229,7 +270,7 @@ def cmd_package(args, extra):
 TRAIN_FLAGS = {"dataset_dir": "dataset_dir", "output_dir": "output_dir", "max_epochs": "max_epochs",
                "device": "device", "seed": "seed", "dataset_format": "dataset_format"}
 INFER_FLAGS = {"input": "input", "output_dir": "output_dir", "ckpt": "ckpt_path", "torchscript": "torchscript_path",
-               "device": "device",
+               "device": "device", "save_probabilities": "save_probabilities",
                "dataset_format": "dataset_format"}
 
 
@@ -240,6 +281,13 @@ def _bundle_command(sub, name: str, func, help_: str, flags: list[tuple[str, typ
     for flag, type_, text in flags:
         p.add_argument(flag, type=type_, help=text)
     p.set_defaults(func=func)
+    return p
+
+
+def _fold_arguments(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--folds", nargs="+", metavar="F", help=f"{what} the cross-validation folds: all, or fold numbers "
+                   "(0 2); each in <output-dir>/fold_<f>, one after another (brats_unet3d; --num_folds, default 5)")
+    p.add_argument("--fold", help=f"{what} one fold, in <output-dir>/fold_<fold>")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -255,19 +303,38 @@ def build_parser() -> argparse.ArgumentParser:
               ("--device", str, "cpu, cuda or cuda:N (default: cuda when available)"),
               ("--dataset-format", str, "BraTS: auto (default), msd, brats2021, brats2023 (2023-2025, also BraTS-PED "
                "2023) or brats2024ped (BraTS-PED 2024-2025)")]
-    _bundle_command(sub, "train", cmd_train, "Train a bundle", common + [
-        ("--max-epochs", int, "number of epochs"), ("--seed", int, "random seed (split and training)")])
-    _bundle_command(sub, "evaluate", cmd_evaluate, "Score a trained model on the held-out split",
-                    common + [("--ckpt", str, "checkpoint: a run's models/model.pt (the default: <output-dir>/models/"
-                               "model.pt) or models/last.pt")])
-    _bundle_command(sub, "infer", cmd_infer, "Segment a file or a folder of cases", [
+    _fold_arguments(_bundle_command(sub, "train", cmd_train, "Train a bundle", common + [
+        ("--max-epochs", int, "number of epochs"), ("--seed", int, "random seed (split and training)")]), "train")
+    evaluate = _bundle_command(sub, "evaluate", cmd_evaluate, "Score a trained model on the held-out split", common)
+    evaluate.add_argument("--ckpt", nargs="+", help="checkpoint: a run's models/model.pt (the default: <output-dir>/"
+                          "models/model.pt) or models/last.pt; several files or a folder of fold runs: their ensemble")
+    _fold_arguments(evaluate, "evaluate")
+    post = sub.add_parser("postprocess", help="choose lesion post-processing (small lesions removed per region, "
+                          "small ET as NETC) on a run's validation cases; evaluate and infer then apply it",
+                          description="Choose lesion post-processing on a run's validation cases and save it as "
+                          "<output-dir>/postprocessing.json. Extra --key value pairs override config keys.",
+                          epilog=_epilog("postprocess"), **raw)
+    post.add_argument("bundle", help="bundle name (brats_unet3d) or path to a bundle folder")
+    post.add_argument("--output-dir", required=True, help="the run folder (the output_dir of train)")
+    for flag, type_, text in [*(c for c in common if c[0] != "--output-dir"),
+                              ("--ckpt", str, "checkpoint (default: <output-dir>/models/model.pt)")]:
+        post.add_argument(flag, type=type_, help=text)
+    post.add_argument("--metrics", default="brats2023", choices=["brats2021", "brats2023", "brats2025"],
+                      help="the scores to raise: brats2023 (default: the 2023 lesion-wise Dice), brats2025 or "
+                      "brats2021 (whole-volume Dice)")
+    post.set_defaults(func=cmd_postprocess)
+    infer = _bundle_command(sub, "infer", cmd_infer, "Segment a file or a folder of cases", [
         ("--input", str, "an image file, a folder of them, or BraTS case folders"),
         ("--output-dir", str, "where <case_id>.nii.gz (3-D) or <case_id>.png (2-D) label maps are written"),
-        ("--ckpt", str, "checkpoint: a run's models/model.pt (best weights) or models/last.pt"),
         ("--torchscript", str, "a TorchScript file from `monai-app export` to run instead of --ckpt"),
         ("--device", str, "cpu, cuda or cuda:N"),
         ("--dataset-format", str, "label convention to write: auto (default: the input's), msd, brats2021, "
          "brats2023 or brats2024ped")])
+    infer.add_argument("--ckpt", nargs="+", help="checkpoint: a run's models/model.pt (best weights) or "
+                       "models/last.pt; several files, or a folder of fold runs (train --folds), run as an ensemble "
+                       "(mean probability)")
+    infer.add_argument("--save-probabilities", action="store_true", default=None, help="brats_unet3d: also write "
+                       "the probability maps (WT, TC, ET [, RC]) as <output-dir>/probabilities/<case_id>.nii.gz")
     synth = sub.add_parser("synth", help="write a synthetic dataset in a real on-disk layout",
                            epilog=_epilog("synth"), **raw)
     synth.add_argument("dataset", help="brats, carvana, camvid, voc or ccp (or a bundle name)")

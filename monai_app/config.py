@@ -24,7 +24,7 @@ from monai_app.errors import UserInputError, install_error_hook
 from monai_app.files import atomic_write_text, check_output_dir
 
 __all__ = ["bundle_root", "bundles_dir", "bundle_path", "flag", "cuda_amp", "default_workers", "check_file",
-           "check_weights", "load_network", "out_channels", "load_torchscript", "log_summary", "log_outputs",
+           "check_weights", "load_network", "out_channels", "choice", "load_torchscript", "log_summary", "log_outputs",
            "save_settings", "install_error_hook", "check_output_dir"]
 
 logger = logging.getLogger(__name__)
@@ -138,11 +138,15 @@ def check_file(path: str | os.PathLike, what: str = "file") -> str:
     return str(path)
 
 
-def check_weights(ckpt_path: str | os.PathLike | None, torchscript_path: str | os.PathLike | None = None) -> str:
+def check_weights(ckpt_path: str | os.PathLike | Sequence[str | os.PathLike] | None,
+                  torchscript_path: str | os.PathLike | None = None) -> str | list[str]:
     """The weights an inference or evaluation run will load: the TorchScript file when one is given, else the
-    checkpoint; a :class:`UserInputError` naming the missing file and the option that sets it."""
+    checkpoint, or each checkpoint of a list (an ensemble); a :class:`UserInputError` naming the missing file and the
+    option that sets it."""
     if torchscript_path:
         return check_file(torchscript_path, "TorchScript file (--torchscript_path)")
+    if isinstance(ckpt_path, (list, tuple)):
+        return [check_file(p, "checkpoint (pass --ckpt_path)") for p in ckpt_path]
     return check_file(ckpt_path, "checkpoint (pass --ckpt_path)")
 
 
@@ -152,18 +156,20 @@ def load_network(network_def: Any, device: Any, torchscript_path: str | os.PathL
     return load_torchscript(torchscript_path, device) if torchscript_path else network_def.to(device)
 
 
-def out_channels(ckpt_path: str | os.PathLike | None, torchscript_path: str | os.PathLike | None = None,
-                 default: int = 3) -> int:
+def out_channels(ckpt_path: str | os.PathLike | Sequence[str | os.PathLike] | None,
+                 torchscript_path: str | os.PathLike | None = None, default: int = 3) -> int:
     """The output channels of the network a checkpoint holds, so inference builds ``network_def`` to fit it: the
     length of the last 1-D tensor of its weights (the bias of the output convolution, the last layer of MONAI's
     UNet). A bare state dict and ``last.pt`` (weights under ``"model"``) are both read, memory-mapped (nothing else
-    of the file is loaded), with ``weights_only``.
+    of the file is loaded), with ``weights_only``. Of a list of checkpoints (an ensemble), the first is read.
 
     ``default`` where there is nothing to read: a TorchScript file runs instead (``network_def`` is unused), or the
     checkpoint is missing or unreadable (then :func:`check_weights` or the loader reports it, naming the file).
     """
     import torch
 
+    if isinstance(ckpt_path, (list, tuple)):
+        ckpt_path = ckpt_path[0] if ckpt_path else None
     if torchscript_path or not ckpt_path or not Path(ckpt_path).is_file():
         return default
     try:
@@ -175,6 +181,18 @@ def out_channels(ckpt_path: str | os.PathLike | None, torchscript_path: str | os
         return default
     vectors = [v for v in weights.values() if isinstance(v, torch.Tensor) and v.ndim == 1]
     return int(vectors[-1].shape[0]) if vectors else default
+
+
+def choice(value: Any, options: Mapping[str, Any], key: str) -> Any:
+    """``options[value]``: what a config's named option (``patch_sampling``, ``val_metric``) selects.
+
+    Raises:
+        UserInputError: ``value`` names no option; the message names the key and the choices.
+    """
+    name = str(value).strip().lower()
+    if name not in options:
+        raise UserInputError(f"--{key} {value!r}: expected one of {', '.join(options)}")
+    return options[name]
 
 
 def tta_axes(tta: Any, spatial_dims: int = 3) -> list[int]:
@@ -198,6 +216,28 @@ def tta_axes(tta: Any, spatial_dims: int = 3) -> list[int]:
     if str(tta).strip().lower() == "all":
         return list(range(spatial_dims))
     return list(range(spatial_dims)) if flag(tta, "tta") else []
+
+
+POSTPROCESSING_FILE = "postprocessing.json"
+
+
+def postprocessing_rules(value: Any, run_dir: str | os.PathLike | None = None, ckpt_path: Any = None) -> str | None:
+    """The ``postprocessing.json`` an evaluation or inference applies (``postprocessing_rules``): for ``auto`` the
+    run folder's file when it exists (``run_dir``, or the run of a checkpoint ``<run>/models/<file>.pt``; a list of
+    checkpoints or a folder has no single run, so nothing), for ``none`` nothing, else the given file.
+
+    Raises:
+        UserInputError: a file named by the user does not exist.
+    """
+    text = "none" if value is None or value is False else str(value).strip()
+    if text.lower() in ("none", "false", "off", ""):
+        return None
+    if text.lower() != "auto":
+        return check_file(text, "postprocessing rules file (--postprocessing_rules)")
+    if run_dir is None and isinstance(ckpt_path, (str, os.PathLike)) and Path(ckpt_path).suffix == ".pt":
+        run_dir = Path(ckpt_path).parent.parent if Path(ckpt_path).parent.name == "models" else None
+    found = Path(run_dir) / POSTPROCESSING_FILE if run_dir is not None else None
+    return str(found) if found is not None and found.is_file() else None
 
 
 def cuda_amp(amp: Any, device: Any) -> bool:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import time
+from types import SimpleNamespace
+
 import numpy as np
+import pytest
 
 from monai_app.visualize import REGION_COLOURS, region_panel
 
@@ -36,3 +40,38 @@ def test_panel_is_drawn_on_the_slice_with_tumour_in_the_region_colours():
     for colour in REGION_COLOURS:  # edema, core and enhancing each visible: a pixel halfway to its colour exists
         expected = 0.5 * 255 + 0.5 * colour  # on bright brain (gray 255) with alpha 0.5
         assert np.isclose(reference, expected, atol=1.5).all(axis=-1).any(), colour
+
+
+def test_time_budget_stops_after_the_epoch_that_spends_it_and_validates_the_last_weights():
+    from ignite.engine import Engine
+
+    from monai_app.engine.handlers import TimeBudget
+
+    trainer = Engine(lambda engine, batch: time.sleep(0.02))
+    validated = []
+
+    class Validator:  # the part of MONAI's evaluator TimeBudget uses
+        state = SimpleNamespace(epoch=0)
+
+        def run(self, epoch):
+            self.state.epoch = epoch
+            validated.append(epoch)
+
+    validator = Validator()
+    TimeBudget(minutes=0.05 / 60, clock="wall", validator=validator).attach(trainer)  # 50 ms: spent in epoch 1
+    trainer.run(range(3), max_epochs=10)
+    assert trainer.state.epoch == 1, "training went on past the budget"
+    assert validated == [1], "the final weights were not validated"
+
+    untimed = Engine(lambda engine, batch: None)
+    TimeBudget(minutes=None).attach(untimed)
+    untimed.run(range(2), max_epochs=3)
+    assert untimed.state.epoch == 3
+
+
+def test_time_budget_rejects_an_unknown_clock():
+    from monai_app.engine.handlers import TimeBudget
+    from monai_app.errors import UserInputError
+
+    with pytest.raises(UserInputError, match="budget_clock"):
+        TimeBudget(minutes=1, clock="gpu")

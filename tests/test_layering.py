@@ -22,7 +22,7 @@ LAYERS = [
     ["monai_app.transforms", "monai_app.losses", "monai_app.metrics", "monai_app.visualize", "monai_app.synthetic"],
     ["monai_app.engine"],
     ["monai_app.dataset_check", "monai_app.reports", "monai_app.export", "monai_app.workflow",
-     "monai_app.model_card", "monai_app.package"],
+     "monai_app.model_card", "monai_app.package", "monai_app.postprocess"],
     ["monai_app.cli"],
 ]
 

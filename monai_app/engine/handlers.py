@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -29,6 +30,7 @@ import torch
 from ignite.engine import Engine, Events
 
 from monai_app.engine.distributed import all_gather_list, rank, world_size
+from monai_app.errors import UserInputError
 from monai_app.files import atomic_path, atomic_write_text
 from monai_app.metrics.classes import class_scores, confusion_matrix, plot_confusion_matrix, tag
 from monai_app.metrics.tables import write_metric_tables
@@ -204,6 +206,50 @@ class ProgressDisplay:
 
     def attach(self, engine: Engine) -> None:
         self.bar.attach(engine, output_transform=self._loss if self.loss_key else None)
+
+
+class TimeBudget:
+    """Stop training after the first epoch that ends past ``minutes`` of wall-clock or process CPU time.
+
+    The epoch is finished (and ``last.pt`` saved) as usual, so the run resumes like any other; when that epoch was no
+    validation epoch, ``validator`` runs once more so the best checkpoint also considers the final weights.
+
+    Args:
+        minutes: the budget; ``None`` or 0 for none.
+        clock: ``"wall"`` (elapsed time) or ``"cpu"`` (CPU time of this process, all its threads: what benchmarks
+            comparing recipes on a shared machine use).
+        validator: the validation engine (``validate#evaluator``), or None.
+    """
+
+    CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+    def __init__(self, minutes: float | None = None, clock: str = "wall", validator: Engine | None = None) -> None:
+        if clock not in self.CLOCKS:
+            raise UserInputError(f"--budget_clock: expected wall or cpu, got {clock!r}")
+        if minutes is not None and (not isinstance(minutes, (int, float)) or minutes < 0):
+            raise UserInputError(f"--max_minutes: expected a number of minutes >= 0, got {minutes!r}")
+        self.seconds = 60.0 * float(minutes or 0)
+        self.clock, self.validator = self.CLOCKS[clock], validator
+        self.start = 0.0
+
+    def attach(self, engine: Engine) -> None:
+        if self.seconds > 0:
+            engine.add_event_handler(Events.STARTED, self._started)
+            engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def _started(self, engine: Engine) -> None:
+        self.start = self.clock()
+
+    def __call__(self, engine: Engine) -> None:
+        spent = self.clock() - self.start
+        if spent < self.seconds:
+            return
+        epoch = engine.state.epoch
+        logger.info("time budget of %.1f min spent (%.1f min) after epoch %d: stopping", self.seconds / 60,
+                    spent / 60, epoch)
+        if self.validator is not None and self.validator.state.epoch != epoch:
+            self.validator.run(epoch)
+        engine.terminate()
 
 
 class LearningRateLogger:
