@@ -223,8 +223,9 @@ POSTPROCESSING_FILE = "postprocessing.json"
 
 def postprocessing_rules(value: Any, run_dir: str | os.PathLike | None = None, ckpt_path: Any = None) -> str | None:
     """The ``postprocessing.json`` an evaluation or inference applies (``postprocessing_rules``): for ``auto`` the
-    run folder's file when it exists (``run_dir``, or the run of a checkpoint ``<run>/models/<file>.pt``; a list of
-    checkpoints or a folder has no single run, so nothing), for ``none`` nothing, else the given file.
+    run folder's file when it exists (``run_dir``, a checkpoint folder (a run or a folds root), or the run of a
+    checkpoint ``<run>/models/<file>.pt``; a list of checkpoints has no single run, so nothing), for ``none``
+    nothing, else the given file.
 
     Raises:
         UserInputError: a file named by the user does not exist.
@@ -234,7 +235,9 @@ def postprocessing_rules(value: Any, run_dir: str | os.PathLike | None = None, c
         return None
     if text.lower() != "auto":
         return check_file(text, "postprocessing rules file (--postprocessing_rules)")
-    if run_dir is None and isinstance(ckpt_path, (str, os.PathLike)) and Path(ckpt_path).suffix == ".pt":
+    if run_dir is None and isinstance(ckpt_path, (str, os.PathLike)) and Path(ckpt_path).is_dir():
+        run_dir = ckpt_path  # a run folder, or a folds root whose ensemble `monai-app postprocess ROOT` chose for
+    elif run_dir is None and isinstance(ckpt_path, (str, os.PathLike)) and Path(ckpt_path).suffix == ".pt":
         run_dir = Path(ckpt_path).parent.parent if Path(ckpt_path).parent.name == "models" else None
     found = Path(run_dir) / POSTPROCESSING_FILE if run_dir is not None else None
     return str(found) if found is not None and found.is_file() else None

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from monai_app.config import POSTPROCESSING_FILE
+from monai_app.datasets.splits import FOLDS_FILE, SPLIT_FILE
 from monai_app.errors import UserInputError
 from monai_app.files import atomic_write_text
 from monai_app.metrics.brats import _spacing_from_affine
@@ -55,12 +56,46 @@ class CaseCollector:
             self.cases.append((*masks, spacing, str(case_id or f"case_{len(self.cases):04d}")))
 
 
+def fold_runs(run: Path) -> list[Path]:
+    """The fold runs of a folds root (``fold_<f>/`` folders with a split, next to ``folds.json``), else ``[run]``."""
+    if (run / SPLIT_FILE).is_file() or not (run / FOLDS_FILE).is_file():
+        return [run]
+    folds = sorted((p for p in run.glob("fold_*") if (p / SPLIT_FILE).is_file()), key=lambda p: p.name)
+    if not folds:
+        raise UserInputError(f"{run}: a folds folder (it holds {FOLDS_FILE}) with no trained fold_<f>/ run in it")
+    return folds
+
+
+def _collect(bundle: str | os.PathLike, overrides: Mapping[str, Any], run: Path, collector: CaseCollector) -> str:
+    """Evaluate ``run``'s best checkpoint on its validation split, without rules, into ``collector``; returns the
+    checkpoint."""
+    with tempfile.TemporaryDirectory(prefix=".postprocess_eval_", dir=run) as tmp:
+        workflow = make_workflow(bundle, "evaluating", {**overrides, "output_dir": str(run), "eval_split": "validation",
+                                                        "postprocessing_rules": "none", "eval_dir": tmp})
+        workflow.initialize()
+        try:
+            parser = workflow.parser
+            n = len(parser.get_parsed_content("validate#dataset#data"))
+            if n < MIN_CASES:
+                raise UserInputError(f"{run / SPLIT_FILE}: the validation split has {n} case(s); choosing "
+                                     f"post-processing needs at least {MIN_CASES} (train with a larger --val_fraction)")
+            collector.attach(parser.get_parsed_content("evaluator"))
+            workflow.run()
+            return str(parser.get_parsed_content("ckpt_path"))
+        finally:
+            workflow.finalize()
+
+
 def run_postprocess(bundle: str | os.PathLike, overrides: Mapping[str, Any], scoring: str = "brats2023") -> dict:
     """Choose the post-processing of a run on its validation cases and write ``<output_dir>/postprocessing.json``.
 
+    For a folds root (``monai-app train --folds``), every fold's best checkpoint segments its own validation fold and
+    the rules are chosen on all of them together (out-of-fold predictions, as nnU-Net does); they are written to the
+    root, where an ensemble of the folds (``--ckpt ROOT``) and the root's evaluation find them.
+
     Args:
         bundle: the bundle (``brats_unet3d``).
-        overrides: the evaluation's config overrides; ``output_dir`` (the run folder) is required.
+        overrides: the evaluation's config overrides; ``output_dir`` (the run folder or folds root) is required.
         scoring: the convention scored (``brats2023``: the 2023 lesion-wise Dice).
 
     Returns:
@@ -73,26 +108,13 @@ def run_postprocess(bundle: str | os.PathLike, overrides: Mapping[str, Any], sco
     if not overrides.get("output_dir") or not run.is_dir():
         raise UserInputError(f"{run}: no run folder (pass --output-dir, the folder `monai-app train` wrote)")
     collector = CaseCollector()
-    with tempfile.TemporaryDirectory(prefix=".postprocess_eval_", dir=run) as tmp:
-        workflow = make_workflow(bundle, "evaluating", {**overrides, "eval_split": "validation",
-                                                        "postprocessing_rules": "none", "eval_dir": tmp})
-        workflow.initialize()
-        try:
-            parser = workflow.parser
-            n = len(parser.get_parsed_content("validate#dataset#data"))
-            if n < MIN_CASES:
-                raise UserInputError(f"{run / 'split.json'}: the validation split has {n} case(s); choosing "
-                                     f"post-processing needs at least {MIN_CASES} (train with a larger --val_fraction)")
-            collector.attach(parser.get_parsed_content("evaluator"))
-            workflow.run()
-            ckpt = parser.get_parsed_content("ckpt_path")
-        finally:
-            workflow.finalize()
+    runs = fold_runs(run)
+    ckpts = [_collect(bundle, overrides, r, collector) for r in runs]
     logger.info("searching post-processing rules on %d validation case(s)", len(collector.cases))
     result = search_postprocessing(collector.cases, scoring=scoring, progress=logger.info)
     record = {"rules": result["rules"], "description": describe_rules(result["rules"]), "metric": result["metric"],
               "scoring": scoring, "n_validation_cases": result["n_cases"],
-              "validation_cases": [c[3] for c in collector.cases], "checkpoint": str(ckpt),
+              "validation_cases": [c[3] for c in collector.cases], "checkpoint": ckpts[0] if len(ckpts) == 1 else ckpts,
               "score_before": result["before"], "score_after": result["after"], "table": result["table"],
               "candidates": result["candidates"]}
     atomic_write_text(run / POSTPROCESSING_FILE, json.dumps(record, indent=1) + "\n")

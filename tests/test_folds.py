@@ -158,3 +158,17 @@ def test_a_folder_without_checkpoints_is_a_one_line_error(data, tmp_path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err[-1].startswith(f"monai-app: error: {tmp_path / 'empty'}: no checkpoint in this folder")
     assert not any("Traceback" in line for line in err)
+
+
+def test_postprocessing_of_the_folds_is_chosen_out_of_fold_and_applied_to_their_ensemble(data, trained, tmp_path):
+    assert main(["postprocess", "brats_unet3d", "--dataset-dir", str(data), "--output-dir", str(trained),
+                 *TINY]) == 0
+    record = json.loads((trained / "postprocessing.json").read_text())
+    folds = json.loads((trained / "folds.json").read_text())
+    assert sorted(record["validation_cases"]) == sorted(c for fold in folds["folds"] for c in fold)  # every fold's
+    assert record["checkpoint"] == [str(trained / f"fold_{f}" / "models" / "model.pt") for f in (0, 1)]
+    out = tmp_path / "ensemble"
+    assert main(["infer", "brats_unet3d", "--input", str(data / "imagesTs"), "--output-dir", str(out), "--ckpt",
+                 str(trained), *TINY]) == 0
+    settings = json.loads((out / "inference_settings.json").read_text())
+    assert settings["postprocessing"]["source"] == str(trained / "postprocessing.json")
