@@ -222,6 +222,7 @@ class TimeBudget:
     """
 
     CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+    every_rank = True  # under DDP every rank stops (and validates) together, when any rank has spent the budget
 
     def __init__(self, minutes: float | None = None, clock: str = "wall", validator: Engine | None = None) -> None:
         if clock not in self.CLOCKS:
@@ -242,7 +243,7 @@ class TimeBudget:
 
     def __call__(self, engine: Engine) -> None:
         spent = self.clock() - self.start
-        if spent < self.seconds:
+        if not any(all_gather_list([spent >= self.seconds])):
             return
         epoch = engine.state.epoch
         logger.info("time budget of %.1f min spent (%.1f min) after epoch %d: stopping", self.seconds / 60,
