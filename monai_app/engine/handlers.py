@@ -237,9 +237,14 @@ class TimeBudget:
         if self.seconds > 0:
             engine.add_event_handler(Events.STARTED, self._started)
             engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+            engine.add_event_handler(Events.COMPLETED, self._completed)
 
     def _started(self, engine: Engine) -> None:
         self.start = self.clock()
+
+    def _completed(self, engine: Engine) -> None:
+        logger.info("trained %d epochs in %.2f min (%s time)", engine.state.epoch, (self.clock() - self.start) / 60,
+                    "CPU" if self.clock is time.process_time else "wall-clock")
 
     def __call__(self, engine: Engine) -> None:
         spent = self.clock() - self.start
