@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -21,6 +22,19 @@ CCP_SAMPLES = REPO / "tests" / "samples" / "ccp"
 BRATS_BUNDLE = REPO / "bundles" / "brats_unet3d"
 
 torch.set_num_threads(max(1, torch.get_num_threads()))
+
+
+@pytest.fixture(autouse=True)
+def _no_stale_log_streams():
+    """A bundle's logging.conf points the root logger at the sys.stdout of the test that ran it, pytest's capture,
+    closed once that test ends: a later in-process command would log "--- Logging error ---" tracebacks before it
+    loads its own (MONAI's engine loggers keep such handlers too). They are dropped before each test."""
+    loggers = [logging.getLogger(), *(v for v in logging.Logger.manager.loggerDict.values()
+                                      if isinstance(v, logging.Logger))]
+    for logger in loggers:
+        for handler in list(logger.handlers):
+            if getattr(getattr(handler, "stream", None), "closed", False):
+                logger.removeHandler(handler)
 
 
 def needs(folder: Path) -> pytest.MarkDecorator:

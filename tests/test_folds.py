@@ -157,7 +157,7 @@ def test_a_folder_without_checkpoints_is_a_one_line_error(data, tmp_path, capsys
                  "--ckpt", str(tmp_path / "empty"), *TINY])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err[-1].startswith(f"monai-app: error: {tmp_path / 'empty'}: no checkpoint in this folder")
-    assert not any("Traceback" in line for line in err)
+    assert not any("Traceback" in line for line in err), err
 
 
 def test_postprocessing_of_the_folds_is_chosen_out_of_fold_and_applied_to_their_ensemble(data, trained, tmp_path):

@@ -39,6 +39,16 @@ def split_ids(ids: Iterable[str], seed: int = 0, val_fraction: float = 0.1, test
     return {k: sorted(parts[k]) for k in PARTS}
 
 
+def _read_saved(path: Path, what: str):
+    """The JSON content of a saved split or folds file, None when there is none; a DatasetError when it is not JSON."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise DatasetError(f"{path}: the saved {what} {'is' if what == 'split' else 'are'} not valid JSON ({e})") from None
+
+
 def load_saved_split(output_dir: str | os.PathLike, ids: Iterable[str]) -> dict | None:
     """The ids per part of ``output_dir/split.json`` when it exists, else None.
 
@@ -46,12 +56,9 @@ def load_saved_split(output_dir: str | os.PathLike, ids: Iterable[str]) -> dict 
         DatasetError: the file is not valid JSON, lacks a part, or names cases that are not among ``ids``.
     """
     path = Path(output_dir) / SPLIT_FILE
-    if not path.is_file():
+    split = _read_saved(path, "split")
+    if split is None:
         return None
-    try:
-        split = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise DatasetError(f"{path}: the saved split is not valid JSON ({e})") from None
     if not isinstance(split, dict) or not all(isinstance(split.get(k, []), list) for k in PARTS):
         raise DatasetError(f"{path}: the saved split must be an object with lists 'train', 'validation', 'test'")
     missing = sorted(set().union(*(split.get(k, []) for k in PARTS)) - set(ids))
@@ -116,12 +123,9 @@ def load_saved_folds(root: str | os.PathLike, ids: Iterable[str]) -> dict | None
             that are not among ``ids``.
     """
     path = Path(root) / FOLDS_FILE
-    if not path.is_file():
+    saved = _read_saved(path, "folds")
+    if saved is None:
         return None
-    try:
-        saved = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise DatasetError(f"{path}: the saved folds are not valid JSON ({e})") from None
     saved = saved if isinstance(saved, dict) else {}
     folds = saved.get("folds")
     if not isinstance(saved.get("test"), list) or not isinstance(folds, list) or not folds \
