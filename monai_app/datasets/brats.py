@@ -11,6 +11,7 @@ scans) and ``brats2024ped`` (BraTS-PED 2024-2025). Inference inputs are listed b
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import os
@@ -124,6 +125,21 @@ def visible(path: Path) -> bool:
     return not path.name.startswith((".", "_"))
 
 
+def find_files(root: str | os.PathLike, pattern: str) -> list[Path]:
+    """Visible files matching ``pattern`` anywhere below ``root``, following symbolic links to folders (a dataset
+    assembled from links to case folders is common on shared machines; ``Path.rglob`` does not enter them before
+    Python 3.13), each real folder visited once."""
+    found, seen = [], set()
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        found += [Path(folder) / f for f in fnmatch.filter(files, pattern) if visible(Path(f))]
+    return found
+
+
 def _stem(path: Path) -> str:
     return NIFTI_RE.sub("", path.name)
 
@@ -170,7 +186,7 @@ def detect_format(dataset_dir: str | os.PathLike) -> str:
     folders = case_folders(root, FORMATS["brats2023"])
     if folders:
         return challenge_format(folders, root)
-    if any(visible(p) for p in root.rglob(f"*{FORMATS['brats2021'].suffixes[0]}.nii*")):
+    if find_files(root, f"*{FORMATS['brats2021'].suffixes[0]}.nii*"):
         return "brats2021"
     raise DatasetError(
         f"{root}: not a BraTS dataset: no dataset.json (MSD Task01) and no '*_flair.nii[.gz]' (BraTS 2018-2021) or "
@@ -238,7 +254,7 @@ def per_modality_case(folder: Path, fmt: BratsFormat) -> dict:
 
 def case_folders(root: str | os.PathLike, fmt: BratsFormat) -> list[Path]:
     """The case folders of a per-modality layout below ``root``: those holding a FLAIR file, sorted."""
-    return sorted({p.parent for p in Path(root).rglob(f"*{fmt.suffixes[0]}.nii*") if visible(p)})
+    return sorted({p.parent for p in find_files(root, f"*{fmt.suffixes[0]}.nii*")})
 
 
 def find_cases(dataset_dir: str | os.PathLike, dataset_format: str = "auto", part: str = "train") -> list[dict]:

@@ -324,3 +324,20 @@ def test_input_format_honours_an_explicit_format(tmp_path):
     assert input_format(case, "msd") == "msd"
     with pytest.raises(DatasetError, match="brats2019"):
         input_format(case, "brats2019")
+
+
+def test_a_folder_of_links_to_case_folders_is_read_in_its_own_convention(tmp_path):
+    """Datasets assembled from symbolic links to case folders (usual on shared machines) are found and keep their
+    label convention: inference on them once wrote MSD numbers into BraTS 2023 cases."""
+    from monai_app.datasets.brats import find_cases, resolve_format
+    from monai_app.datasets.brats_inputs import input_format
+    from monai_app.synthetic.brats import write_brats
+
+    write_brats(tmp_path / "met", cases=2, dataset_format="brats2023", seed=1, shape=(24, 24, 16), test_cases=0,
+                subchallenge="MET")
+    links = tmp_path / "links"
+    links.mkdir()
+    for case in sorted((tmp_path / "met").iterdir()):
+        (links / case.name).symlink_to(case)
+    assert input_format(links) == "brats2023" and resolve_format(links) == "brats2023"
+    assert [c["case_id"] for c in find_cases(links)] == sorted(p.name for p in (tmp_path / "met").iterdir())
