@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from monai_app.config import bundle_path, out_channels
+from monai_app.config import POSTPROCESSING_FILE, bundle_path, out_channels
 from monai_app.engine.checkpoints import is_training_state, network_weights, read_checkpoint
 from monai_app.errors import UserInputError
 from monai_app.export import ExportError, export_bundle
@@ -222,6 +222,8 @@ def _assemble(root: Path, run: RunRecord, folder: Path) -> dict:
     shutil.copyfile(root / "docs" / "data_license.txt", folder / "docs" / "data_license.txt")
     card = model_card((root / "docs" / "README.md").read_text(), meta, run, exports, carried)
     (folder / "docs" / "README.md").write_text(card)
+    if (run.path / POSTPROCESSING_FILE).is_file():  # the packaged inference.json finds it (postprocessing_rules auto)
+        (folder / POSTPROCESSING_FILE).write_text(zoo_json(json.loads((run.path / POSTPROCESSING_FILE).read_text())))
     (folder / "large_files.yml").write_text(large_files_yml(folder, root.name, meta["version"]))
     return {"bundle": root.name, "version": meta["version"], "carried": carried, "exports": exports,
             "onnx_left_out": onnx_problem}

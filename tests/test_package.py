@@ -84,6 +84,8 @@ def brats(msd_tiny, tmp_path_factory) -> dict:
     assert main(["train", "brats_unet3d", *common, "--max-epochs", "1", "--val_interval", "1",
                  "--batch_size", "2"]) == 0
     assert main(["evaluate", "brats_unet3d", *common]) == 0
+    rules = {"rules": {"min_lesion_mm3": {"wt": 0, "tc": 0, "et": 0}, "et_to_netc_below_mm3": 1e9}}
+    (root / "run" / "postprocessing.json").write_text(json.dumps(rules))  # as `monai-app postprocess` leaves it
     result = package_run("brats_unet3d", root / "run", root / "dist")
     return {"root": root, "run": root / "run", "input": min((msd_tiny / "imagesTs").glob("*.nii.gz")),
             "result": result, "args": BRATS, "bundle": "brats_unet3d"}
@@ -123,14 +125,15 @@ def _large_files(path: Path) -> list[dict]:
 def test_the_package_folder_and_its_zip(packaged):
     result, out = packaged["result"], packaged["root"] / "dist"
     folder, name, version = Path(result["folder"]), packaged["bundle"], result["version"]
-    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) == LAYOUT
+    layout = sorted(LAYOUT + (["postprocessing.json"] if name == "brats_unet3d" else []))  # the run's choice
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) == layout
     assert sorted(p.name for p in out.iterdir()) == [name, f"{name}_v{version}.zip"]  # no temporary left
     assert re.fullmatch(r"^(.+)\_v(\d.*)$", Path(result["zip"]).stem)[1] == name  # ci/utils.py bundle naming
     with zipfile.ZipFile(result["zip"]) as zf:
         assert zf.testzip() is None
-        assert sorted(zf.namelist()) == [f"{name}/{path}" for path in LAYOUT]
+        assert sorted(zf.namelist()) == [f"{name}/{path}" for path in layout]
         assert zf.read(f"{name}/models/model.pt") == (folder / "models" / "model.pt").read_bytes()
-    assert result["files"] == {p: (folder / p).stat().st_size for p in LAYOUT}
+    assert result["files"] == {p: (folder / p).stat().st_size for p in layout}
     # the run's best weights, as a state dict
     assert (folder / "models" / "model.pt").read_bytes() == (packaged["run"] / "models" / "model.pt").read_bytes()
     assert all(isinstance(v, torch.Tensor) for v in torch.load(folder / "models" / "model.pt",
@@ -301,6 +304,8 @@ def test_the_package_runs_through_monai_outside_the_repository(packaged, tmp_pat
     workflow = create_workflow(config_file="configs/inference.json", workflow_type="infer", input=str(inputs),
                                output_dir=str(tmp_path / "monai"), num_workers=0)
     assert Path(workflow.parser.get_parsed_content("ckpt_path")).resolve() == copy / "models" / "model.pt"
+    if name == "brats_unet3d":  # the run's post-processing travels with the package and applies there
+        assert Path(workflow.parser.get_parsed_content("postprocessing_file")).resolve() == copy / "postprocessing.json"
     workflow.run()
     workflow.finalize()
     written = sorted(p.name for p in (tmp_path / "app").iterdir() if p.suffix in (".png", ".gz"))
