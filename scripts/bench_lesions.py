@@ -148,11 +148,11 @@ def segment(run: Path, inputs: Path, out: Path, tta: bool, pp: bool, data: Path)
     return (time.perf_counter() - start) / n
 
 
-def score(pred: Path, refs: Path, out: Path) -> list[dict]:
+def score(pred: Path, refs: Path, out: Path, fmt: str) -> list[dict]:
     from monai_app.metrics.folders import score_folders
 
     if not (out / "per_case.csv").is_file():
-        score_folders(pred, refs, out_dir=out, scoring="brats2023")
+        score_folders(pred, refs, dataset_format=fmt, out_dir=out, scoring="brats2023")
     with open(out / "per_case.csv") as f:
         return list(csv.DictReader(f))
 
@@ -213,7 +213,7 @@ def evaluate(work: Path, name: str, data: Path, split: Path, arms: list[str]) ->
                 timing.write_text(json.dumps({"seconds_per_case": seconds}))
             seconds = json.loads(timing.read_text())["seconds_per_case"]
             epochs = str(last_epoch(run))
-        rows = score(pred, refs, work / name / "scores" / slug)
+        rows = score(pred, refs, work / name / "scores" / slug, fmt)
         out_rows.append(row_cells(row, rows, seconds, epochs, free))
     headers = ["recipe", "epochs", "lesion-wise Dice WT / TC / ET", "lesion-wise HD95 WT / TC / ET (mm)",
                "Dice WT / TC / ET", "WT lesions missed / false positives"]

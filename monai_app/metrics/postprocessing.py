@@ -155,11 +155,42 @@ class _Scorer:
             out.append(row)
         return out
 
+    def matrix(self, rules: Mapping) -> np.ndarray:
+        """The key score of every case (rows) and region (columns) under ``rules``."""
+        return np.array([[row[r][self.key] for r in REGION_NAMES] for row in self.scores(rules)], dtype=float)
+
     def mean(self, rules: Mapping) -> float:
         """The mean over cases and regions of the key score (NaN left out)."""
-        values = [row[r][self.key] for row in self.scores(rules) for r in REGION_NAMES]
-        finite = [v for v in values if math.isfinite(v)]
-        return float(np.mean(finite)) if finite else math.nan
+        return _mean(self.matrix(rules))
+
+
+def _mean(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else math.nan
+
+
+def _better(score: float, than: float) -> bool:
+    return math.isfinite(score) and (not math.isfinite(than) or score > than + 1e-9)
+
+
+def leave_one_out_gain(base: np.ndarray, tried: Mapping[float, np.ndarray]) -> float:
+    """How much a step's choice gains on cases it was not chosen on: for each case, the candidate the *other*
+    cases would pick (none, unless one beats ``base`` on them) is applied to that case, and the case's change in
+    its mean key score is summed. A rule that only fits the validation cases it was chosen on gains nothing here.
+
+    Args:
+        base: the key scores (cases x regions) under the rules so far.
+        tried: per candidate value, its key scores (cases x regions).
+    """
+    gain = 0.0
+    for i in range(base.shape[0]):
+        others = np.arange(base.shape[0]) != i
+        scores = {v: _mean(m[others]) for v, m in tried.items()}
+        pick = max(scores, key=lambda v: (scores[v], -v), default=None)
+        if pick is not None and _better(scores[pick], _mean(base[others])):
+            change = _mean(tried[pick][i]) - _mean(base[i])
+            gain += change if math.isfinite(change) else 0.0
+    return gain
 
 
 def _with(rules: Mapping, region: str | None, value: float) -> dict:
@@ -177,7 +208,9 @@ def search_postprocessing(cases: Sequence, scoring: str = "brats2023", sizes: Se
                           progress: Callable[[str], None] | None = None) -> dict:
     """Choose the rules on validation cases, greedily as nnU-Net: minimum lesion volumes for WT, then TC, then ET,
     then the ET-to-NETC threshold; for each, the candidate with the best mean lesion-wise Dice over the three
-    regions and all cases, kept only if it is strictly better than the rules so far.
+    regions and all cases, kept only if it is strictly better than the rules so far *and* its choice also gains on
+    cases left out (:func:`leave_one_out_gain` > 0): with the few validation cases of one run, a threshold that only
+    fits them is not kept.
 
     Args:
         cases: ``(pred, ref, spacing, case_id)`` per case: bool region masks (C, X, Y, Z), WT, TC, ET first; the
@@ -198,15 +231,19 @@ def search_postprocessing(cases: Sequence, scoring: str = "brats2023", sizes: Se
     steps = [(r, sizes) for r in REGION_NAMES] + [(None, et_thresholds)]
     for region, values in steps:
         step = f"min_lesion_mm3.{region}" if region else "et_to_netc_below_mm3"
-        tried = [(scorer.mean(_with(current, region, v)), v) for v in values if v > 0]
+        matrices = {float(v): scorer.matrix(_with(current, region, v)) for v in values if v > 0}
+        tried = [(_mean(m), v) for v, m in matrices.items()]
         pick = max(tried, key=lambda t: (t[0], -t[1]), default=(math.nan, 0.0))
-        keep = math.isfinite(pick[0]) and (not math.isfinite(best) or pick[0] > best + 1e-9)
-        candidates += [{"step": step, "value": float(v), "score": s, "kept": keep and v == pick[1]} for s, v in tried]
+        loo = leave_one_out_gain(scorer.matrix(current), matrices) if _better(pick[0], best) else 0.0
+        keep = _better(pick[0], best) and loo > 0
+        candidates += [{"step": step, "value": v, "score": s, "kept": keep and v == pick[1],
+                        **({"leave_one_out_gain": loo} if v == pick[1] else {})} for s, v in tried]
         if keep:
             current, best = _with(current, region, pick[1]), pick[0]
         if progress:
-            progress(f"{step}: {'kept ' + _fmt(pick[1]) + ' mm^3' if keep else 'nothing better'} "
-                     f"(mean {scorer.key} {best:.4f})")
+            why = "kept " + _fmt(pick[1]) + " mm^3" if keep else "nothing better" if not _better(pick[0], best) else \
+                f"{_fmt(pick[1])} mm^3 better on all cases but not on cases left out (gain {loo:+.3f}): not kept"
+            progress(f"{step}: {why} (mean {scorer.key} {best:.4f})")
     return {"rules": current, "metric": f"mean {scorer.key} over {', '.join(REGION_NAMES)} ({scoring})",
             "n_cases": len(scorer.cases), "before": baseline, "after": best,
             "table": _table(scorer.scores(no_rules()), scorer.scores(current)), "candidates": candidates}
