@@ -28,6 +28,7 @@ from monai_app.workflow import make_workflow
 logger = logging.getLogger(__name__)
 
 MIN_CASES = 2
+FEW_CASES = 10  # below this, a warning: post-processing chosen on a handful of cases tends to fit them only
 
 
 class CaseCollector:
@@ -111,6 +112,10 @@ def run_postprocess(bundle: str | os.PathLike, overrides: Mapping[str, Any], sco
     runs = fold_runs(run)
     ckpts = [_collect(bundle, overrides, r, collector) for r in runs]
     logger.info("searching post-processing rules on %d validation case(s)", len(collector.cases))
+    if len(collector.cases) < FEW_CASES:
+        logger.warning("%d validation cases are few to choose post-processing on: rules that fit them may not fit "
+                       "other cases (BENCHMARKS.md §6); `monai-app train --folds all` and `monai-app postprocess` on "
+                       "the folds folder choose them on every training case, out of fold", len(collector.cases))
     result = search_postprocessing(collector.cases, scoring=scoring, progress=logger.info)
     record = {"rules": result["rules"], "description": describe_rules(result["rules"]), "metric": result["metric"],
               "scoring": scoring, "n_validation_cases": result["n_cases"],
