@@ -190,7 +190,7 @@ def row_cells(name: str, rows: list[dict], seconds: float, epochs: str, free: se
     return cells + [f"{seconds:.2f}"]
 
 
-def evaluate(work: Path, name: str, data: Path, split: Path, arms: list[str]) -> str:
+def evaluate(work: Path, name: str, data: Path, split: Path, arms: list[str], minutes: float) -> str:
     from monai_app.datasets.brats import resolve_format
 
     fmt = resolve_format(data)
@@ -218,7 +218,7 @@ def evaluate(work: Path, name: str, data: Path, split: Path, arms: list[str]) ->
     headers = ["recipe", "epochs", "lesion-wise Dice WT / TC / ET", "lesion-wise HD95 WT / TC / ET (mm)",
                "Dice WT / TC / ET", "WT lesions missed / false positives"]
     headers += ["ET lesion-wise Dice on ET-free cases (n)"] if free else []
-    return table(f"{name}: {len(ids)} held-out cases, {args_minutes} CPU-min of training per arm",
+    return table(f"{name}: {len(ids)} held-out cases, {minutes:g} CPU-min of training per arm",
                  headers + ["inference s/case (1 thread)"], out_rows)
 
 
@@ -229,11 +229,7 @@ def last_epoch(run: Path) -> int:
     return int(state["trainer"]["iteration"]) // int(state["trainer"]["epoch_length"])
 
 
-args_minutes = 10.0
-
-
 def main() -> None:
-    global args_minutes
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", "--workdir", dest="work", required=True, help="where datasets, runs, predictions "
                         "and scores go")
@@ -251,7 +247,6 @@ def main() -> None:
     if args.quick:
         args.minutes, args.epochs, args.datasets, args.parallel = 0.15, 2, ["met"], 1
         args.arms = args.arms or ["baseline", "current", "all"]
-    args_minutes = args.minutes
     work = Path(args.work)
     print(describe_machine("cpu"))
     small = {"cases": 16, "shape": (48, 48, 32)} if args.quick else {}
@@ -268,7 +263,7 @@ def main() -> None:
     train_all(jobs, args.parallel)
     if not args.train_only:
         for name, (data, split) in prepared.items():
-            evaluate(work, name, data, split, arms[name])
+            evaluate(work, name, data, split, arms[name], args.minutes)
     finish()
 
 
