@@ -21,7 +21,7 @@ from monai_app.config import POSTPROCESSING_FILE
 from monai_app.datasets.splits import FOLDS_FILE, SPLIT_FILE
 from monai_app.errors import UserInputError
 from monai_app.files import atomic_write_text
-from monai_app.metrics.brats import _spacing_from_affine
+from monai_app.metrics.brats import image_spacing
 from monai_app.metrics.postprocessing import crop_case, describe_rules, search_postprocessing
 from monai_app.workflow import make_workflow
 
@@ -50,8 +50,7 @@ class CaseCollector:
         batch = batch if isinstance(batch, list) else [batch] * len(outputs)
         for item, source in zip(outputs, batch):
             pred, ref = item[self.pred_key], item[self.label_key]
-            affine = getattr(pred, "affine", None)
-            spacing = _spacing_from_affine(affine, 1, pred.ndim - 1)[0] if affine is not None else [1.0] * 3
+            spacing = image_spacing(pred)
             case_id = source.get(self.case_key) if isinstance(source, Mapping) else None
             masks = crop_case(pred[:3].detach().cpu().numpy(), ref[:3].detach().cpu().numpy())
             self.cases.append((*masks, spacing, str(case_id or f"case_{len(self.cases):04d}")))

@@ -44,6 +44,12 @@ def _spacing_from_affine(affine: torch.Tensor, batch_size: int, img_dim: int) ->
     return norms.tolist()
 
 
+def image_spacing(image: torch.Tensor) -> list[float]:
+    """The voxel size (mm) of one channel-first image: from its affine when it is a ``MetaTensor``, else 1 mm."""
+    affine = getattr(image, "affine", None)
+    return _spacing_from_affine(affine, 1, image.ndim - 1)[0] if affine is not None else [1.0] * (image.ndim - 1)
+
+
 class BratsHausdorffDistanceMetric(HausdorffDistanceMetric):
     """Percentile Hausdorff distance (HD95 by default) in millimetres, with the BraTS convention for empty masks.
 

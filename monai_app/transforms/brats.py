@@ -23,7 +23,7 @@ from monai.transforms import MapTransform
 
 from monai_app.datasets.brats import BratsFormat, get_format
 from monai_app.errors import DatasetError
-from monai_app.metrics.brats import _spacing_from_affine
+from monai_app.metrics.brats import image_spacing
 from monai_app.metrics.postprocessing import apply_postprocessing, check_rules, is_active, load_rules
 from monai_app.transforms.common import meta_like, source_name
 
@@ -163,9 +163,6 @@ class BratsLesionPostprocessd(MapTransform):
             return d
         for key in self.key_iterator(d):
             regions = d[key]
-            affine = regions.affine if isinstance(regions, MetaTensor) else None
-            spacing = _spacing_from_affine(affine, 1, regions.ndim - 1)[0] if affine is not None else [1.0] * (
-                regions.ndim - 1)
-            kept = apply_postprocessing(regions.detach().cpu().numpy() > 0.5, self.rules, spacing)
+            kept = apply_postprocessing(regions.detach().cpu().numpy() > 0.5, self.rules, image_spacing(regions))
             d[key] = meta_like(torch.from_numpy(kept).to(device=regions.device, dtype=regions.dtype), regions)
         return d
