@@ -12,7 +12,9 @@ epoch, or write one scalar per step). It is fed by
     ``PersistentDataset``, read by a ``ThreadDataLoader`` with ``num_workers`` 0 on <= 2 cores), the previous
     default (no cache, ``DataLoader`` with 2 worker processes), no cache without workers, and ``CacheDataset``
     (``cache_rate`` 1.0, in RAM) with workers or with ``ThreadDataLoader``.
-brats_unet3d: BraTS-size cases (240 x 240 x 155 x 4), 64^3 patches, batch_size 2 and 4 (x num_samples 2 patches).
+brats_unet3d: BraTS-size cases (240 x 240 x 155 x 4), 64^3 patches, batch_size 2 and 4 (x num_samples 2 patches),
+float32: the settings of BENCHMARKS.md §2, measured before bundle 0.5.0 (one patch per case, bf16 on CPUs with
+native bf16: scripts/bench_amp_training.py).
 carvana_unet2d: full-size (1280 x 1918) synthetic photographs resized to 256^2, its default batch_size 8.
 voc_unet2d (only with --bundles ... voc_unet2d; not in `make bench`): synthetic VOC 2012 (500 x 375 JPEG photos,
 palette PNG labels) at 256^2, batch_size 8; its default (no cache, ThreadDataLoader) against the previous
@@ -36,6 +38,9 @@ import torch
 from ignite.engine import Events
 from monai.data import CacheDataset, PersistentDataset
 from monai.engines import SupervisedTrainer
+from monai.inferers import SimpleInferer
+
+from monai_app.config import cuda_amp
 
 from bench_common import base_parser, describe_machine, finish, med, parse, spread, table, write_brats_case
 
@@ -96,10 +101,13 @@ class Stepper:
         """One warm-up step, then ``steps`` timed ones; records step times and waits for the loader."""
         p = self.wf.parser
         post = p.get_parsed_content("train#postprocessing") if "postprocessing" in p["train"] else None
+        # the bundle's own inferer (brats_unet3d: bf16 autocast on the CPU when amp is on) and its engine amp
+        inferer = p.get_parsed_content("train#inferer") if "inferer" in p["train"] else SimpleInferer()
         trainer = SupervisedTrainer(device=torch.device(self.device), max_epochs=1, epoch_length=steps + 1,
                                     train_data_loader=self.loader, network=p.get_parsed_content("network"),
                                     optimizer=p.get_parsed_content("optimizer"), postprocessing=post,
-                                    loss_function=p.get_parsed_content("loss"), amp=p.get_parsed_content("amp"))
+                                    loss_function=p.get_parsed_content("loss"), inferer=inferer,
+                                    amp=cuda_amp(p.get_parsed_content("amp"), self.device))
         marks: dict[str, list[float]] = {"get": [], "got": [], "done": []}
         for event, key in ((Events.GET_BATCH_STARTED, "get"), (Events.GET_BATCH_COMPLETED, "got"),
                            (Events.ITERATION_COMPLETED, "done")):
@@ -210,7 +218,8 @@ def main() -> None:
     for batch in ((2,) if quick else (2, 4)) if "brats_unet3d" in args.bundles else ():
         items = brats_datalist(work, shape, 2 if quick else 4, batch * (steps + 1))
         base = {"datalists": {"train": items, "validation": [], "test": []}, "label_format": "msd",
-                "output_dir": str(work / "run_brats"), "batch_size": batch, **small}
+                "output_dir": str(work / "run_brats"), "batch_size": batch, "num_samples": 2,
+                "amp": False, **small}
         bench_rows(f"brats_unet3d training step, batch_size {batch} (x num_samples 2 = {2 * batch} patches of "
                    f"{32 if quick else 64}^3), cases {'x'.join(map(str, shape))} x 4", "brats_unet3d", base,
                    loader_rows("brats_unet3d", work, "full" if batch == 2 else "defaults"), args.device, steps,

@@ -22,6 +22,7 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
     ("bench_scaling.py", [], "| size | settings | Mvoxels |"),
     ("bench_scoring.py", [], "| case | project brats2021 | project brats2023 | BraTS-2023-Metrics |"),
     ("bench_lesions.py", [], "| recipe | epochs | lesion-wise Dice WT / TC / ET |"),
+    ("bench_amp_training.py", ["--threads", "1"], "| threads | batch x num_samples | float32 CPU s/step |"),
 ])
 def test_bench_script_quick(script: str, args: list[str], header: str, tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, str(SCRIPTS / script), "--quick", "--workdir", str(tmp_path), *args],

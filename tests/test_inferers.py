@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from monai.inferers import SlidingWindowInferer
 
-from monai_app.engine.inferers import AutocastInferer
+from monai_app.engine.inferers import AutocastInferer, cpu_has_native_bf16
 from monai_app.workflow import make_workflow
 
 
@@ -48,7 +48,9 @@ def test_inference_config_wires_amp_to_the_cpu_autocast(msd_tiny, tmp_path):
     on = parsed(amp=True, device="cpu")
     assert on.get_parsed_content("inferer").enabled
     assert on.get_parsed_content("evaluator").amp is False  # MONAI's CUDA-only autocast stays off on the CPU
-    assert not parsed(device="cpu").get_parsed_content("inferer").enabled  # default: float32 on the CPU
+    assert not parsed(amp=False, device="cpu").get_parsed_content("inferer").enabled
+    # default: bf16 where this CPU runs it natively, float32 where it would be emulated
+    assert parsed(device="cpu").get_parsed_content("inferer").enabled == cpu_has_native_bf16()
 
 
 def test_switches_typed_on_the_command_line_are_booleans(msd_tiny, tmp_path):
@@ -111,3 +113,40 @@ def test_tta_switch_values():
     for bad in ("maybe", [0, 0], [3], "[x]"):
         with pytest.raises(UserInputError, match="tta"):
             tta_axes(bad)
+
+
+def test_amp_on_the_cpu_trains_in_bf16_with_float32_weights_and_loss(msd_tiny, tmp_path):
+    """``monai-app train ... --amp true`` on the CPU: the training forward pass and the validation windows run under
+    bf16 autocast (MONAI's trainer only autocasts on CUDA), while the loss and the weights stay float32."""
+    from monai.losses import DiceFocalLoss
+
+    def parsed(**overrides):
+        return make_workflow("brats_unet3d", "training", {"dataset_dir": str(msd_tiny), "output_dir": str(tmp_path),
+                                                          **overrides}).parser
+
+    on = parsed(amp=True, device="cpu")
+    assert on.get_parsed_content("train#trainer").amp is False  # MONAI's CUDA-only autocast stays off on the CPU
+    assert on.get_parsed_content("validate#evaluator").amp is False
+    assert on.get_parsed_content("validate#inferer").inferer.enabled  # under the TTA mirror, around the windows
+    inferer = on.get_parsed_content("train#inferer")
+    assert inferer.enabled
+    net = _Recorder()
+    out = inferer(torch.randn(2, 4, 8, 8, 8), net)
+    loss = DiceFocalLoss(sigmoid=True, batch=True)(out, (torch.rand(2, 3, 8, 8, 8) > 0.5).float())
+    loss.backward()
+    assert net.seen == [(True, torch.bfloat16)]
+    assert out.dtype == loss.dtype == net.conv.weight.grad.dtype == torch.float32
+    off = parsed(amp=False, device="cpu")
+    assert not off.get_parsed_content("train#inferer").enabled
+    assert not off.get_parsed_content("validate#inferer").inferer.enabled
+    assert parsed(device="cpu").get_parsed_content("train#inferer").enabled == cpu_has_native_bf16()  # the default
+
+
+def test_amp_defaults_to_bf16_only_on_cpus_that_run_it_natively(monkeypatch):
+    from monai_app import config
+    from monai_app.engine import inferers
+
+    for native in (True, False):
+        monkeypatch.setattr(inferers, "cpu_has_native_bf16", lambda: native)
+        assert config.default_amp("cpu") is native
+        assert config.default_amp("cuda:1") is True  # float16 autocast on every GPU
