@@ -36,7 +36,7 @@ bench: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/monai-app synth brats --out $(DEMO)/Task01_BrainTumour --cases 24 --test-cases 2
 	$(VENV)/bin/monai-app train brats_unet3d --dataset-dir $(DEMO)/Task01_BrainTumour --output-dir $(DEMO)/run \
-		--max-epochs 36 --val_interval 6 --cache_rate 1.0
+		--max-epochs 100 --val_interval 5 --cache_rate 1.0
 	$(VENV)/bin/monai-app evaluate brats_unet3d --dataset-dir $(DEMO)/Task01_BrainTumour --output-dir $(DEMO)/run
 	$(VENV)/bin/monai-app infer brats_unet3d --input $(DEMO)/Task01_BrainTumour/imagesTs --output-dir $(DEMO)/predictions \
 		--ckpt $(DEMO)/run/models/model.pt

@@ -9,6 +9,8 @@ cases. Every training arm gets the same budget of ``--minutes`` of CPU time of i
 ``scripts/baseline_brats_monai.py``), ``--parallel`` arms at a time. Each row then segments the 8 test cases (one
 thread, timed) and ``monai_app.metrics.folders.score_folders`` scores them under the BraTS 2023 lesion-wise rule,
 which also gives the whole-volume Dice. Stages are resumable: a finished training or scoring is not redone.
+Arms named ``*_0.4`` (and the loss, learning-rate, one-patch and bf16 trials) re-run bundle 0.4.0's recipe as it was
+measured (``RECIPE_0_4``); the others train with the current defaults.
 
     python scripts/bench_lesions.py --work /tmp/bench18 [--minutes 10] [--datasets met glioma] [--parallel 2]
 """
@@ -38,25 +40,54 @@ DATASETS = {
     "glioma": (["--format", "msd"], "glioma/Task01_BrainTumour"),
 }
 BASELINE = "baseline"
-ARMS = {  # training arm: bundle overrides, or the baseline script's learning rate
+# bundle 0.4.0's recipe, as it was measured: 2 patches per loaded case (4 per step), float32 on the CPU, and a
+# 55-epoch cosine schedule (what 10 CPU-minutes held on one thread of the machine of BENCHMARKS.md §6)
+RECIPE_0_4 = {"num_samples": 2, "amp": "false", "max_epochs": 55}
+ARMS = {  # training arm: bundle overrides (on top of --epochs), or the baseline script's learning rate
     "baseline": {BASELINE: 1e-4},
     "baseline_lr1e-3": {BASELINE: 1e-3},
-    "current": {},
+    "recipe": {},  # this bundle's defaults (0.5.0): one patch per loaded case, bf16 on a CPU with native bf16
+    "recipe_seed1": {"seed": 1},
     "lesion_sampling": {"patch_sampling": "lesion"},
     "lesion_val": {"val_metric": "lesion_dice"},
     "all": {"patch_sampling": "lesion", "val_metric": "lesion_dice"},
+    # what was tried on the 0.4.0 recipe against false ET in cases without enhancing tumour (§6.2)
+    "recipe_0.4": RECIPE_0_4,
+    "lesion_sampling_0.4": {**RECIPE_0_4, "patch_sampling": "lesion"},
+    "lesion_val_0.4": {**RECIPE_0_4, "val_metric": "lesion_dice"},
+    "all_0.4": {**RECIPE_0_4, "patch_sampling": "lesion", "val_metric": "lesion_dice"},
+    "bce": {**RECIPE_0_4, "loss#gamma": 0},
+    "bce5": {**RECIPE_0_4, "loss#gamma": 0, "loss#lambda_focal": 5},
+    "lr5e-3": {**RECIPE_0_4, "learning_rate": 0.005},
+    "samples1": {**RECIPE_0_4, "num_samples": 1, "max_epochs": 100},
+    "bf16": {**RECIPE_0_4, "amp": "true", "max_epochs": 100},
 }
 ROWS = [  # (row, training arm, tta, post-processing)
     ("plain MONAI (scripts/baseline_brats_monai.py, Adam 1e-4)", "baseline", False, False),
     ("plain MONAI, Adam 1e-3", "baseline_lr1e-3", False, False),
-    ("current recipe", "current", False, False),
+    ("bundle 0.4.0 recipe", "recipe_0.4", False, False),
+    ("0.4.0 + lesion-aware sampling", "lesion_sampling_0.4", False, False),
+    ("0.4.0 + lesion-wise validation metric", "lesion_val_0.4", False, False),
+    ("0.4.0 + TTA (8 flips)", "recipe_0.4", True, False),
+    ("0.4.0 + post-processing", "recipe_0.4", False, True),
+    ("0.4.0, all four", "all_0.4", True, True),
+    ("0.4.0 + Dice + BCE (focal gamma 0)", "bce", False, False),
+    ("0.4.0 + Dice + 5 x BCE", "bce5", False, False),
+    ("0.4.0 + learning rate 5e-3", "lr5e-3", False, False),
+    ("0.4.0 + one patch per case (2 per step), 100-epoch schedule", "samples1", False, False),
+    ("0.4.0 + bf16 training, 100-epoch schedule", "bf16", False, False),
+    ("recipe (0.5.0 defaults)", "recipe", False, False),
+    ("recipe, seed 1", "recipe_seed1", False, False),
     ("+ lesion-aware sampling", "lesion_sampling", False, False),
     ("+ lesion-wise validation metric", "lesion_val", False, False),
-    ("+ TTA (8 flips)", "current", True, False),
-    ("+ post-processing", "current", False, True),
+    ("+ TTA (8 flips)", "recipe", True, False),
+    ("+ post-processing", "recipe", False, True),
     ("all four", "all", True, True),
 ]
-SHORT = {"met": list(ARMS), "glioma": ["baseline", "baseline_lr1e-3", "current", "all"]}
+SHORT = {"met": ["baseline", "baseline_lr1e-3", "recipe_0.4", "lesion_sampling_0.4", "lesion_val_0.4", "all_0.4",
+                 "recipe", "lesion_sampling", "lesion_val", "all"],
+         "glioma": ["baseline", "baseline_lr1e-3", "recipe_0.4", "recipe", "recipe_seed1", "all", "all_0.4", "bce",
+                    "bce5", "lr5e-3", "samples1", "bf16"]}
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
@@ -234,11 +265,12 @@ def main() -> None:
     parser.add_argument("--work", "--workdir", dest="work", required=True, help="where datasets, runs, predictions "
                         "and scores go")
     parser.add_argument("--minutes", type=float, default=10.0, help="CPU minutes of training per arm (default 10)")
-    parser.add_argument("--epochs", type=int, default=55, help="the bundle's max_epochs (its cosine schedule's "
-                        "length), chosen to end near the budget on one thread of this machine (default 55)")
+    parser.add_argument("--epochs", type=int, default=160, help="the bundle's max_epochs (its cosine schedule's "
+                        "length), chosen to end near the budget on one thread of the machine of BENCHMARKS.md §6 "
+                        "(default 160: 143 epochs in 10 CPU-minutes with the 0.5.0 defaults); arms may set their own")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
-    parser.add_argument("--arms", nargs="+", choices=list(ARMS), help="train only these (default: all for met; "
-                        "baseline, current and all for glioma)")
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS), help="train only these (default: each "
+                        "dataset's arms of BENCHMARKS.md §6)")
     parser.add_argument("--parallel", type=int, default=2, help="training arms at a time (default 2)")
     parser.add_argument("--train-only", action="store_true")
     parser.add_argument("--quick", action="store_true", help="a smoke test: 16 small MET cases, 0.15 CPU-minutes "
@@ -246,7 +278,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.minutes, args.epochs, args.datasets, args.parallel = 0.15, 2, ["met"], 1
-        args.arms = args.arms or ["baseline", "current", "all"]
+        args.arms = args.arms or ["baseline", "recipe", "all"]
     work = Path(args.work)
     print(describe_machine("cpu"))
     small = {"cases": 16, "shape": (48, 48, 32)} if args.quick else {}
