@@ -243,13 +243,21 @@ def postprocessing_rules(value: Any, run_dir: str | os.PathLike | None = None, c
     return str(found) if found is not None and found.is_file() else None
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN runs bf16 natively on this CPU (AVX512-BF16 or AMX); without it bf16 is emulated and slower."""
+    import torch
+
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def default_amp(device: Any) -> bool:
     """brats_unet3d's default ``amp``: on for CUDA (float16 autocast), and on the CPU where oneDNN runs bfloat16
     natively (AVX512-BF16 or AMX: 1.5-1.8x cheaper training steps, 1.6x faster inference windows, BENCHMARKS.md), off
     where bfloat16 would be emulated, slower than float32."""
     import torch
-
-    from monai_app.engine.inferers import cpu_has_native_bf16
 
     kind = torch.device(str(device)).type
     return kind == "cuda" or (kind == "cpu" and cpu_has_native_bf16())

@@ -22,7 +22,7 @@ from ignite.engine import Events
 from monai.engines import SupervisedTrainer
 
 from monai_app.config import cuda_amp
-from monai_app.engine.inferers import cpu_has_native_bf16
+from monai_app.config import cpu_has_native_bf16
 from monai_app.workflow import make_workflow
 
 from bench_common import base_parser, describe_machine, finish, med, parse, spread, table

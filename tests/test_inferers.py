@@ -144,9 +144,8 @@ def test_amp_on_the_cpu_trains_in_bf16_with_float32_weights_and_loss(msd_tiny, t
 
 def test_amp_defaults_to_bf16_only_on_cpus_that_run_it_natively(monkeypatch):
     from monai_app import config
-    from monai_app.engine import inferers
 
     for native in (True, False):
-        monkeypatch.setattr(inferers, "cpu_has_native_bf16", lambda: native)
+        monkeypatch.setattr(config, "cpu_has_native_bf16", lambda: native)
         assert config.default_amp("cpu") is native
         assert config.default_amp("cuda:1") is True  # float16 autocast on every GPU

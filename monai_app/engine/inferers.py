@@ -21,15 +21,9 @@ from typing import Any
 import torch
 from monai.inferers import Inferer
 
+from monai_app.config import cpu_has_native_bf16
+
 logger = logging.getLogger(__name__)
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether oneDNN runs bf16 natively on this CPU (AVX512-BF16 or AMX); without it bf16 is emulated and slower."""
-    try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def mean_sigmoid_logits(outputs: Iterable[torch.Tensor]) -> torch.Tensor:
