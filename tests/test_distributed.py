@@ -13,6 +13,7 @@ import csv
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -36,12 +37,27 @@ def configs(*paths: str) -> str:
     return "[" + ",".join(f"'{p}'" for p in paths) + "]"
 
 
-def run(cmd: list[str], overrides: dict) -> subprocess.CompletedProcess:
+def run(cmd: list[str], overrides: dict, timeout: float = 300) -> subprocess.CompletedProcess:
     for key, value in overrides.items():
         cmd += [f"--{key}", str(value)]
-    # PYTHONFAULTHANDLER: a process that crashes prints every thread's Python stack into the failure message
+    # PYTHONFAULTHANDLER: a process that crashes prints every thread's Python stack into the failure message. A run
+    # that hangs past `timeout` gets SIGABRT in its whole process group (torchrun and every rank), so each process
+    # prints its stacks the same way, and the failure shows where each rank waits.
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    with subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                          start_new_session=True) as popen:
+        try:
+            stdout, stderr = popen.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(popen.pid, signal.SIGABRT)
+            try:
+                stdout, stderr = popen.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(popen.pid, signal.SIGKILL)
+                stdout, stderr = popen.communicate()
+            pytest.fail(f"{' '.join(cmd)} hung for {timeout:g} s; every process's stacks at SIGABRT:\n"
+                        f"{stdout[-4000:]}\n{stderr[-12000:]}")
+    proc = subprocess.CompletedProcess(cmd, popen.returncode, stdout, stderr)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
     return proc
 
@@ -79,6 +95,12 @@ def check_rank_zero_outputs(out: Path) -> None:
     assert len(list((out / "tb").glob("events.out.tfevents.*"))) == 1, "TensorBoard must be written by rank 0 only"
     assert sorted(p.name for p in (out / "models").iterdir()) == ["last.pt", "model.pt"]
     assert (out / "settings.json").is_file() and (out / "split.json").is_file()
+
+
+def test_a_hung_run_fails_with_the_stacks_of_its_processes():
+    """The harness above: a run past its timeout is aborted, and the failure shows where it was waiting."""
+    with pytest.raises(pytest.fail.Exception, match=r"(?s)hung for 2 s.*File \"<string>\", line 1"):
+        run([sys.executable, "-c", "import time; time.sleep(60)"], {}, timeout=2)
 
 
 # ------------------------------------------------------------------------------------ the layer, without running
