@@ -234,14 +234,15 @@ def search_postprocessing(cases: Sequence, scoring: str = "brats2023", sizes: Se
         matrices = {float(v): scorer.matrix(_with(current, region, v)) for v in values if v > 0}
         tried = [(_mean(m), v) for v, m in matrices.items()]
         pick = max(tried, key=lambda t: (t[0], -t[1]), default=(math.nan, 0.0))
-        loo = leave_one_out_gain(scorer.matrix(current), matrices) if _better(pick[0], best) else 0.0
-        keep = _better(pick[0], best) and loo > 0
+        better = _better(pick[0], best)
+        loo = leave_one_out_gain(scorer.matrix(current), matrices) if better else 0.0
+        keep = better and loo > 0
         candidates += [{"step": step, "value": v, "score": s, "kept": keep and v == pick[1],
                         **({"leave_one_out_gain": loo} if v == pick[1] else {})} for s, v in tried]
         if keep:
             current, best = _with(current, region, pick[1]), pick[0]
         if progress:
-            why = "kept " + _fmt(pick[1]) + " mm^3" if keep else "nothing better" if not _better(pick[0], best) else \
+            why = "kept " + _fmt(pick[1]) + " mm^3" if keep else "nothing better" if not better else \
                 f"{_fmt(pick[1])} mm^3 better on all cases but not on cases left out (gain {loo:+.3f}): not kept"
             progress(f"{step}: {why} (mean {scorer.key} {best:.4f})")
     return {"rules": current, "metric": f"mean {scorer.key} over {', '.join(REGION_NAMES)} ({scoring})",
