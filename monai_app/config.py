@@ -255,7 +255,7 @@ def cpu_has_native_bf16() -> bool:
 
 def default_amp(device: Any) -> bool:
     """brats_unet3d's default ``amp``: on for CUDA (float16 autocast), and on the CPU where oneDNN runs bfloat16
-    natively (AVX512-BF16 or AMX: 1.5-1.8x cheaper training steps, 1.6x faster inference windows, BENCHMARKS.md), off
+    natively (AVX512-BF16 or AMX: 1.4-1.8x cheaper training steps, 1.6x faster inference windows, BENCHMARKS.md), off
     where bfloat16 would be emulated, slower than float32."""
     import torch
 

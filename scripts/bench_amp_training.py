@@ -2,13 +2,14 @@
 
     python scripts/bench_amp_training.py [--quick] [--repeats 3] [--threads 1 2]
 
-One step is MONAI's ``SupervisedTrainer`` iteration with the bundle's own network, loss, optimizer and training
-inferer, parsed from ``configs/train.json`` with ``--amp false`` and ``--amp true`` (on the CPU ``amp`` wraps the
-forward pass in ``torch.autocast("cpu", dtype=torch.bfloat16)``; loss and weights stay float32). Batches are made
-in memory (random intensities, a random label), so only compute is timed: ``batch_size`` x ``num_samples``
-patches of 64^3 (2 x 1, the default since bundle 0.5.0, and 2 x 2, the earlier default). Per row: the median CPU
-time of the process per step (``time.process_time``, all threads), min-max over rounds, and the speed-up of bf16.
-bf16 is fast only where oneDNN runs it natively (AVX512-BF16 or AMX; the header says whether this CPU does).
+One step is MONAI's ``SupervisedTrainer`` iteration with the bundle's own network, loss, optimizer, training
+post-processing and training inferer (``bench_common.bundle_trainer``, as ``bench_training.py``), parsed from
+``configs/train.json`` with ``--amp false`` and ``--amp true`` (on the CPU ``amp`` wraps the forward pass in
+``torch.autocast("cpu", dtype=torch.bfloat16)``; loss and weights stay float32). Batches are made in memory
+(random intensities, a random label), so only compute is timed: ``batch_size`` x ``num_samples`` patches of 64^3
+(2 x 1, the default since bundle 0.5.0, and 2 x 2, the earlier default). Per row: the median CPU time of the
+process per step (``time.process_time``, all threads), min-max over rounds, and the speed-up of bf16. bf16 is fast
+only where oneDNN runs it natively (AVX512-BF16 or AMX; the header says whether this CPU does).
 """
 
 from __future__ import annotations
@@ -19,13 +20,11 @@ import time
 
 import torch
 from ignite.engine import Events
-from monai.engines import SupervisedTrainer
 
-from monai_app.config import cuda_amp
 from monai_app.config import cpu_has_native_bf16
 from monai_app.workflow import make_workflow
 
-from bench_common import base_parser, describe_machine, finish, med, parse, spread, table
+from bench_common import base_parser, bundle_trainer, describe_machine, finish, med, parse, spread, table
 
 
 def step_seconds(amp: bool, patches: int, roi: int, channels: list[int], steps: int) -> list[float]:
@@ -37,10 +36,7 @@ def step_seconds(amp: bool, patches: int, roi: int, channels: list[int], steps: 
     torch.manual_seed(0)
     batch = {"image": torch.randn(patches, 4, roi, roi, roi),
              "label": (torch.rand(patches, 3, roi, roi, roi) > 0.9).float()}
-    trainer = SupervisedTrainer(device=torch.device("cpu"), max_epochs=1, epoch_length=steps + 1,
-                                train_data_loader=[batch] * (steps + 1), network=p.get_parsed_content("network"),
-                                optimizer=p.get_parsed_content("optimizer"), loss_function=p.get_parsed_content("loss"),
-                                inferer=p.get_parsed_content("train#inferer"), amp=cuda_amp(amp, "cpu"))
+    trainer = bundle_trainer(p, "cpu", [batch] * (steps + 1), steps + 1)
     trainer.logger.setLevel(logging.WARNING)
     marks: list[float] = []
     trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda _: marks.append(time.process_time()))

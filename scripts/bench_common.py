@@ -1,5 +1,5 @@
 """Shared helpers of the ``bench_*.py`` scripts: the machine's description, timing summaries, peak memory, Markdown
-tables, and one BraTS-size synthetic case.
+tables, one BraTS-size synthetic case, and a bundle's own training step.
 
 Not a library: the benchmarks import it from ``scripts/`` (``python scripts/bench_x.py`` puts this folder on the
 path). Every number the benchmarks print is a median with its spread (min-max) over repeated runs.
@@ -232,6 +232,28 @@ def write_brats_case(out_dir: str | os.PathLike, shape: Sequence[int] = BRATS_SH
     synth._save(np.stack(channels, axis=-1), BRATS_AFFINE, image_path)
     synth._save(tissue, BRATS_AFFINE, label_path)
     return image_path, label_path
+
+
+def bundle_trainer(parser, device: str, loader, epoch_length: int):
+    """MONAI's ``SupervisedTrainer`` for one epoch of ``epoch_length`` steps over ``loader``, with the bundle's own
+    network, optimizer, loss, training post-processing and training inferer (brats_unet3d's runs the forward pass
+    in bf16 on the CPU when ``amp`` is on), parsed from ``parser``, and MONAI's engine ``amp`` on CUDA only, as the
+    bundle's ``train#trainer`` has them; its handlers are left out (they act per epoch, or write one scalar per
+    step)."""
+    import torch
+    from monai.engines import SupervisedTrainer
+    from monai.inferers import SimpleInferer
+
+    from monai_app.config import cuda_amp
+
+    train = parser["train"]
+    return SupervisedTrainer(
+        device=torch.device(device), max_epochs=1, epoch_length=epoch_length, train_data_loader=loader,
+        network=parser.get_parsed_content("network"), optimizer=parser.get_parsed_content("optimizer"),
+        loss_function=parser.get_parsed_content("loss"),
+        postprocessing=parser.get_parsed_content("train#postprocessing") if "postprocessing" in train else None,
+        inferer=parser.get_parsed_content("train#inferer") if "inferer" in train else SimpleInferer(),
+        amp=cuda_amp(parser.get_parsed_content("amp"), device))
 
 
 def dice(a, b) -> list[float]:

@@ -37,12 +37,9 @@ import numpy as np
 import torch
 from ignite.engine import Events
 from monai.data import CacheDataset, PersistentDataset
-from monai.engines import SupervisedTrainer
-from monai.inferers import SimpleInferer
 
-from monai_app.config import cuda_amp
-
-from bench_common import base_parser, describe_machine, finish, med, parse, spread, table, write_brats_case
+from bench_common import (base_parser, bundle_trainer, describe_machine, finish, med, parse, spread, table,
+                          write_brats_case)
 
 BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
 
@@ -99,15 +96,7 @@ class Stepper:
 
     def run(self, steps: int) -> None:
         """One warm-up step, then ``steps`` timed ones; records step times and waits for the loader."""
-        p = self.wf.parser
-        post = p.get_parsed_content("train#postprocessing") if "postprocessing" in p["train"] else None
-        # the bundle's own inferer (brats_unet3d: bf16 autocast on the CPU when amp is on) and its engine amp
-        inferer = p.get_parsed_content("train#inferer") if "inferer" in p["train"] else SimpleInferer()
-        trainer = SupervisedTrainer(device=torch.device(self.device), max_epochs=1, epoch_length=steps + 1,
-                                    train_data_loader=self.loader, network=p.get_parsed_content("network"),
-                                    optimizer=p.get_parsed_content("optimizer"), postprocessing=post,
-                                    loss_function=p.get_parsed_content("loss"), inferer=inferer,
-                                    amp=cuda_amp(p.get_parsed_content("amp"), self.device))
+        trainer = bundle_trainer(self.wf.parser, self.device, self.loader, steps + 1)
         marks: dict[str, list[float]] = {"get": [], "got": [], "done": []}
         for event, key in ((Events.GET_BATCH_STARTED, "get"), (Events.GET_BATCH_COMPLETED, "got"),
                            (Events.ITERATION_COMPLETED, "done")):
